@@ -1,0 +1,223 @@
+"""The pydantic schema of ``model_registry.yaml``: endpoints, models and router profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NonNegative = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+ModelName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    if ":" in value or "\n" in value:
+        raise ValueError("must not contain ':' or a newline (the policy writes NAME:QUERY)")
+    return value
+
+
+class Endpoint(_Strict):
+    """An OpenAI-compatible server: where to send requests and where its API key lives."""
+
+    base_url: str
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API key."
+    )
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    read_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_connections: PositiveInt = 100
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError("must be the name of an environment variable, never the key itself")
+        return value
+
+
+class Pricing(_Strict):
+    """USD per one million tokens."""
+
+    input_per_1m: NonNegative = 0.0
+    output_per_1m: NonNegative = 0.0
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
+
+
+class SamplingDefaults(_Strict):
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    max_tokens: PositiveInt = 512
+    seed: int | None = 42
+
+
+class ModelLimits(_Strict):
+    context_tokens: PositiveInt | None = None
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
+
+
+class ModelFacts(_Strict):
+    """Optional descriptive facts; informational, shown by /v1/models."""
+
+    parameters_b: NonNegative | None = None
+    latency_ms_p50: NonNegative | None = None
+    quality: str | None = None
+
+
+class MatchRule(_Strict):
+    """A loose-name rule: every ``all_of`` substring present and no ``none_of`` substring."""
+
+    all_of: Annotated[tuple[str, ...], Field(min_length=1)]
+    none_of: tuple[str, ...] = ()
+
+    @field_validator("all_of", "none_of")
+    @classmethod
+    def _lowercase(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not part.strip() for part in value):
+            raise ValueError("substrings must not be empty")
+        return tuple(part.lower() for part in value)
+
+
+class ModelSpec(_Strict):
+    """A model of the routing pool, also reachable directly as a passthrough target."""
+
+    name: ModelName
+    description: Annotated[str, Field(min_length=1)]
+    endpoint: str
+    upstream_model: Annotated[str, Field(min_length=1)]
+    pricing: Pricing = Pricing()
+    defaults: SamplingDefaults = SamplingDefaults()
+    limits: ModelLimits = ModelLimits()
+    facts: ModelFacts = ModelFacts()
+    aliases: tuple[ModelName, ...] = ()
+    match: tuple[MatchRule, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("aliases")
+    @classmethod
+    def _valid_aliases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_name(alias) for alias in value)
+
+    @field_validator("description")
+    @classmethod
+    def _one_paragraph(cls, value: str) -> str:
+        if "\n\n" in value:
+            raise ValueError("must be one paragraph (the prompt separates models by blank lines)")
+        return value
+
+
+class PolicyEngine(_Strict):
+    """Where the router policy is served."""
+
+    endpoint: str
+    model: Annotated[str, Field(min_length=1)]
+    engine: Literal["vllm", "llamacpp"] = "vllm"
+    pricing: Pricing = Pricing()
+
+
+class Decoding(_Strict):
+    """Policy decoding defaults (spec section 3: temperature 1.0, top_p 0.95)."""
+
+    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
+    seed: int | None = None
+
+
+class ProfileLimits(_Strict):
+    """Turn and token limits of one episode (spec section 3)."""
+
+    max_routes: Annotated[int, Field(ge=0, le=32)] = 4
+    max_turn_tokens: PositiveInt = 1024
+    max_context_tokens: PositiveInt = 4096
+    max_observation_tokens: PositiveInt = 600
+    upstream_max_tokens: PositiveInt = 512
+    deadline_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class RouterProfile(_Strict):
+    """What a client selects with ``model="<profile name>"``."""
+
+    name: ModelName
+    description: str = ""
+    policy: PolicyEngine
+    template: Literal["qwen", "llama"] = "qwen"
+    pool: Annotated[tuple[ModelName, ...], Field(min_length=1)]
+    decoding: Decoding = Decoding()
+    limits: ProfileLimits = ProfileLimits()
+    cost_coefficient: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="The alpha the checkpoint was trained with (informational)."
+    )
+    grammar: bool = Field(default=False, description="Constrain each turn to the action grammar.")
+
+    @field_validator("pool")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen = {v.lower() for v in value}
+        if len(seen) != len(value):
+            raise ValueError("lists a model twice")
+        return value
+
+
+class RegistryFile(_Strict):
+    """The whole file, with the cross-reference checks."""
+
+    version: Literal[1] = 1
+    endpoints: dict[str, Endpoint] = {}
+    models: tuple[ModelSpec, ...] = ()
+    profiles: tuple[RouterProfile, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> RegistryFile:
+        names: dict[str, str] = {}
+        for index, model in enumerate(self.models):
+            if model.endpoint not in self.endpoints:
+                raise ValueError(
+                    f"models[{index}] ({model.name!r}): endpoint {model.endpoint!r} is not "
+                    f"defined under endpoints"
+                )
+            for written in (model.name, *model.aliases):
+                owner = names.get(written.lower())
+                if owner is not None:
+                    raise ValueError(
+                        f"models[{index}] ({model.name!r}): duplicate model name {written!r} "
+                        f"(already used by {owner!r})"
+                    )
+                names[written.lower()] = model.name
+        exact_names = {model.name for model in self.models}
+        seen_profiles: set[str] = set()
+        for index, profile in enumerate(self.profiles):
+            where = f"profiles[{index}] ({profile.name!r})"
+            if profile.name.lower() in names or profile.name.lower() in seen_profiles:
+                raise ValueError(f"{where}: duplicate name {profile.name!r}")
+            seen_profiles.add(profile.name.lower())
+            if profile.policy.endpoint not in self.endpoints:
+                raise ValueError(
+                    f"{where}: policy.endpoint {profile.policy.endpoint!r} is not defined "
+                    f"under endpoints"
+                )
+            for model_name in profile.pool:
+                if model_name not in exact_names:
+                    raise ValueError(f"{where}: pool names unknown model {model_name!r}")
+        return self

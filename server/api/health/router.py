@@ -1,0 +1,34 @@
+"""``GET /health`` (the process is alive) and ``GET /ready`` (it can serve requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from server.api.chat_completions.serving import state_of
+from server.errors import APIError, error_response
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=None)
+async def ready(request: Request) -> dict[str, Any] | Response:
+    state = state_of(request)
+    engines = await state.engines.readiness()
+    body: dict[str, Any] = {
+        "registry": {"source": state.registry().source, "loaded": True},
+        "policy_engines": engines,
+    }
+    down = sorted(name for name, up in engines.items() if not up)
+    if down:
+        message = "Policy engine not reachable for profile(s): " + ", ".join(down)
+        return error_response(APIError(503, message, code="not_ready"))
+    body["status"] = "ready"
+    return body

@@ -1,0 +1,69 @@
+"""``GET /v1/models``: router profiles and registry models, in the OpenAI list shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from router_model.registry import Registry
+from server.api.chat_completions.serving import state_of
+from server.errors import model_not_found
+
+router = APIRouter()
+
+_CREATED = 1_735_689_600  # fixed: the registry has no creation times
+
+
+def _profile_card(registry: Registry, name: str) -> dict[str, Any] | None:
+    profile = registry.profile(name)
+    if profile is None:
+        return None
+    return {
+        "id": profile.name,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "router-r1",
+        "router": {
+            "description": profile.description,
+            "policy_model": profile.policy.model,
+            "engine": profile.policy.engine,
+            "template": profile.template,
+            "pool": list(profile.pool),
+            "cost_coefficient": profile.cost_coefficient,
+        },
+    }
+
+
+def _model_card(registry: Registry, name: str) -> dict[str, Any] | None:
+    model = registry.model(name)
+    if model is None:
+        return None
+    return {
+        "id": model.name,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "upstream",
+        "upstream_model": model.upstream_model,
+        "description": model.description,
+        "pricing": model.pricing.model_dump(),
+        "limits": model.limits.model_dump(exclude_none=True),
+        "facts": model.facts.model_dump(exclude_none=True),
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    registry = state_of(request).registry()
+    cards = [_profile_card(registry, p.name) for p in registry.profiles]
+    cards += [_model_card(registry, m.name) for m in registry.models]
+    return {"object": "list", "data": [card for card in cards if card is not None]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+    registry = state_of(request).registry()
+    card = _profile_card(registry, model_id) or _model_card(registry, model_id)
+    if card is None:
+        raise model_not_found(model_id)
+    return card

@@ -1,0 +1,118 @@
+"""Errors of the passthrough calls (``chat`` / ``chat_stream``), each carrying the status the
+gateway should answer with: 502 bad gateway (connect failure, garbage body, upstream 5xx, upstream
+refusing the gateway's own credentials), 504 timeout, and the upstream's own 4xx/429 otherwise.
+
+``str(error)`` is one line, fit for a log and for the client's error message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MAX_MESSAGE_CHARS = 500
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+    """Collapse whitespace (newlines included) and cut to ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class UpstreamError(Exception):
+    """Base class; ``status_code`` is what the gateway returns, ``error_type`` the OpenAI type."""
+
+    status_code: int = 502
+    error_type: str = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        type: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.message = one_line(message)
+        super().__init__(self.message)
+        if status_code is not None:
+            self.status_code = status_code
+        if type is not None:
+            self.error_type = type
+        self.attempts = attempts
+
+    @property
+    def type(self) -> str:
+        return self.error_type
+
+    def envelope(self) -> dict[str, Any]:
+        """The OpenAI error envelope for this error."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": None,
+                "code": None,
+            }
+        }
+
+
+class UpstreamHTTPError(UpstreamError):
+    """The upstream answered non-2xx. ``upstream_status_code`` is what it said;
+    ``status_code`` is what the gateway should say: the upstream's 4xx (429 included) passes
+    through, except 401/403 (the gateway's own upstream credentials were refused: 502); 5xx and
+    anything else become 502. ``message``/``error_type`` come from the upstream's OpenAI error
+    envelope when it sent one; ``body`` is the parsed upstream body (or ``None``)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        type: str | None = None,
+        body: Any = None,
+        *,
+        attempts: int = 1,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.upstream_status_code = status_code
+        gateway_status = (
+            status_code if 400 <= status_code < 500 and status_code not in (401, 403) else 502
+        )
+        super().__init__(
+            message,
+            status_code=gateway_status,
+            type=type or ("rate_limit_error" if status_code == 429 else "upstream_error"),
+            attempts=attempts,
+        )
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+    def envelope(self) -> dict[str, Any]:
+        """The upstream's own envelope when it sent one for a passed-through 4xx."""
+        if (
+            self.status_code == self.upstream_status_code
+            and isinstance(self.body, dict)
+            and isinstance(self.body.get("error"), dict)
+        ):
+            return self.body
+        return super().envelope()
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """Connect, read or total-call timeout: 504."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+
+class UpstreamConnectionError(UpstreamError):
+    """Could not reach the upstream (refused, DNS, reset, disconnected): 502."""
+
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamBadResponseError(UpstreamError):
+    """A 2xx whose body is not a usable OpenAI response (not JSON, not an object): 502."""
+
+    status_code = 502
+    error_type = "upstream_error"

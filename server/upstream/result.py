@@ -1,0 +1,63 @@
+"""What a passthrough call returned, and token usage read from an upstream reply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Upstream response headers worth handing to the HTTP layer (plus every ``x-ratelimit-*``).
+FORWARDED_HEADERS = frozenset(
+    {"content-type", "x-request-id", "openai-processing-ms", "retry-after", "request-id"}
+)
+
+
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in ((k.lower(), v) for k, v in headers.items())
+        if name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
+    }
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_json(cls, value: Any) -> Usage | None:
+        """``usage`` of an OpenAI response, or ``None`` when absent or unusable."""
+        if not isinstance(value, dict):
+            return None
+        prompt = value.get("prompt_tokens")
+        completion = value.get("completion_tokens")
+        if not _is_count(prompt) and not _is_count(completion):
+            return None
+        return cls(
+            prompt_tokens=prompt if _is_count(prompt) else 0,
+            completion_tokens=completion if _is_count(completion) else 0,
+        )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class UpstreamResult:
+    """A successful (2xx) non-streamed passthrough reply."""
+
+    model: str  # registry name
+    status_code: int
+    body: dict[str, Any]  # parsed upstream JSON (its "model" is the upstream id)
+    content: bytes  # the raw upstream body, to return verbatim without re-serialising
+    headers: dict[str, str]  # subset: content-type, request ids, rate-limit headers
+    latency_s: float
+    attempts: int = 1
+    usage: Usage | None = None  # None: the upstream reported none
+    cost_usd: float = 0.0

@@ -1,0 +1,60 @@
+"""Timeouts, retries and limits of the upstream pool (plain data; the app maps its settings in)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router_model.registry import Endpoint
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class UpstreamSettings(BaseModel):
+    """How the pool talks to upstream endpoints.
+
+    Timeouts: ``connect_timeout_s``/``read_timeout_s`` override the endpoint's own values when set
+    (the registry's defaults are connect 5 s, read 120 s); ``read`` bounds each wait for bytes.
+    ``total_timeout_s`` bounds a whole ``route_call`` — queueing for a connection slot, every
+    attempt and every backoff sleep included. ``passthrough_timeout_s`` bounds a whole ``chat``
+    call, and a ``chat_stream`` until its response headers (a started stream is then bounded only
+    by ``read`` between chunks); ``None`` = no overall bound.
+
+    Retries (at most ``max_retries`` after the first try): connect failures (refused, connect
+    timeout, the server dropping the connection before answering), HTTP 429 and 5xx. Never
+    other 4xx, bad bodies, or read timeouts unless ``retry_read_timeouts`` (then at most once).
+    Backoff before retry n (1-based): ``uniform(d/2, d)`` with ``d = min(cap, base * 2**(n-1))``;
+    a ``Retry-After`` up to ``backoff_cap_s`` is waited exactly; a longer one ends the retries
+    (the 429/503 is returned). A retry whose sleep would overrun the overall bound is not made.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_timeout_s: PositiveFloat | None = None
+    read_timeout_s: PositiveFloat | None = None
+    total_timeout_s: PositiveFloat = 60.0
+    passthrough_timeout_s: PositiveFloat | None = 600.0
+
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    backoff_base_s: Annotated[float, Field(ge=0)] = 0.25
+    backoff_cap_s: Annotated[float, Field(ge=0)] = 2.0
+    retry_read_timeouts: bool = False
+
+    max_connections_per_model: Annotated[int, Field(gt=0)] | None = None  # None: endpoint's
+    max_connections_total: Annotated[int, Field(gt=0)] = 1000
+    keepalive_expiry_s: PositiveFloat = 30.0
+
+    def connect_timeout(self, endpoint: Endpoint) -> float:
+        return self.connect_timeout_s or endpoint.connect_timeout_s
+
+    def read_timeout(self, endpoint: Endpoint) -> float:
+        return self.read_timeout_s or endpoint.read_timeout_s
+
+    def model_limit(self, endpoint: Endpoint) -> int:
+        return self.max_connections_per_model or endpoint.max_connections
+
+    def backoff_s(self, retry: int, rand: float) -> float:
+        """Sleep before retry number ``retry`` (1-based); ``rand`` uniform in [0, 1)."""
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1))
+        return ceiling * (0.5 + 0.5 * rand)
