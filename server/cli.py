@@ -70,5 +70,45 @@ def registry_check(
         )
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (ROUTER_R1_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (ROUTER_R1_PORT).")] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Registry file (ROUTER_R1_REGISTRY).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the gateway under uvicorn."""
+    import uvicorn
+
+    from server.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if registry is not None:
+        overrides["registry"] = registry
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        Registry.from_file(settings.registry)  # fail fast, with the one-line message
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, value in overrides.items():
+        os.environ[f"ROUTER_R1_{name.upper()}"] = str(value)  # reaches worker processes too
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+
+
 def main() -> None:
     app()

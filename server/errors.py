@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from server.engines.base import EngineError, EngineUnavailable
-from server.upstream.errors import UpstreamError, UpstreamTimeoutError
+from server.upstream.errors import UpstreamError
 
 logger = logging.getLogger("router_r1.errors")
 
@@ -105,14 +105,25 @@ def to_api_error(exc: BaseException) -> APIError:
         if exc.status_code == 405:
             return APIError(405, "Method not allowed for this path.", code="method_not_allowed")
         return APIError(exc.status_code, str(exc.detail))
-    if isinstance(exc, UpstreamTimeoutError):
-        return APIError(504, f"The upstream model timed out: {exc}", code="upstream_timeout")
     if isinstance(exc, UpstreamError):
-        status = exc.status_code
-        type_ = getattr(exc, "error_type", None) if 400 <= status < 500 else None
-        return APIError(status, f"Upstream error: {exc}", type=type_, code="upstream_error")
+        upstream = exc.envelope()["error"]
+        code = upstream.get("code")
+        headers = {}
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            headers["retry-after"] = str(max(1, round(retry_after)))
+        return APIError(
+            exc.status_code,
+            str(upstream.get("message") or exc),
+            type=str(upstream.get("type") or exc.error_type),
+            param=upstream.get("param") if isinstance(upstream.get("param"), str) else None,
+            code=code if isinstance(code, str) else "upstream_error",
+            headers=headers,
+        )
     if isinstance(exc, TimeoutError):
         return APIError(504, "The request deadline was exceeded.", code="deadline_exceeded")
+    if isinstance(exc, EngineUnavailable) and exc.timed_out:
+        return APIError(504, f"The policy engine timed out: {exc}", code="policy_engine_timeout")
     if isinstance(exc, EngineUnavailable):
         return APIError(
             503, f"The policy engine is unavailable: {exc}", code="policy_engine_unavailable"

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     max_question_chars: Annotated[int, Field(gt=0)] = 32_000
 
     upstream_total_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    upstream_passthrough_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     upstream_max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     upstream_backoff_s: Annotated[float, Field(ge=0)] = 0.25
     engine_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0

@@ -23,6 +23,9 @@ class UpstreamReply:
     latency_s: float = 0.0
     attempts: int = 1
     error: str | None = None  # one line, for the trace and the logs
+    http_status: int | None = None  # the upstream's HTTP status, when one was received
+    usage_missing: bool = False  # the upstream reported no usage: tokens (and cost) are 0
+    finish_reason: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -34,18 +34,17 @@ class Usage:
         """``usage`` of an OpenAI response, or ``None`` when absent or unusable."""
         if not isinstance(value, dict):
             return None
-        prompt = value.get("prompt_tokens")
-        completion = value.get("completion_tokens")
-        if not _is_count(prompt) and not _is_count(completion):
+        prompt = _count(value.get("prompt_tokens"))
+        completion = _count(value.get("completion_tokens"))
+        if prompt is None and completion is None:
             return None
-        return cls(
-            prompt_tokens=prompt if _is_count(prompt) else 0,
-            completion_tokens=completion if _is_count(completion) else 0,
-        )
+        return cls(prompt_tokens=prompt or 0, completion_tokens=completion or 0)
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 @dataclass(frozen=True)

@@ -57,4 +57,4 @@ class UpstreamSettings(BaseModel):
     def backoff_s(self, retry: int, rand: float) -> float:
         """Sleep before retry number ``retry`` (1-based); ``rand`` uniform in [0, 1)."""
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1))
-        return ceiling * (0.5 + 0.5 * rand)
+        return float(ceiling * (0.5 + 0.5 * rand))

@@ -21,7 +21,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready", response_model=None)
 async def ready(request: Request) -> dict[str, Any] | Response:
     state = state_of(request)
-    engines = await state.engines.readiness()
+    engines = await state.engines.readiness(state.registry())
     body: dict[str, Any] = {
         "registry": {"source": state.registry().source, "loaded": True},
         "policy_engines": engines,

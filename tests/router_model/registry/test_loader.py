@@ -135,7 +135,8 @@ def test_unknown_field() -> None:
 def test_duplicate_model_name() -> None:
     twice = MINIMAL.replace(
         "profiles:",
-        "  - name: alpha-1b\n    description: Again.\n    endpoint: up\n    upstream_model: a2\nprofiles:",
+        "  - name: alpha-1b\n    description: Again.\n"
+        "    endpoint: up\n    upstream_model: a2\nprofiles:",
     )
     message = _error(twice)
     assert "models[1] ('alpha-1b'): duplicate model name 'alpha-1b'" in message

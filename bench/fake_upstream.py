@@ -1,0 +1,86 @@
+"""A fast OpenAI-compatible stub upstream for benchmarks (aiohttp, no validation).
+
+Run: ``python bench/fake_upstream.py PORT``. Non-stream requests get a fixed completion with
+usage; ``stream: true`` gets three content chunks, a usage chunk (when asked) and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+from aiohttp import web
+
+_REPLY = orjson.dumps(
+    {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "stub",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Canberra is the capital."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26},
+    }
+)
+
+
+def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "stub",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+_STREAM = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Canberra "}),
+    _chunk({"content": "is the capital."}, "stop"),
+]
+_USAGE = (
+    b"data: "
+    + orjson.dumps(
+        {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "stub",
+            "choices": [],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26},
+        }
+    )
+    + b"\n\n"
+)
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = orjson.loads(await request.read())
+    if not body.get("stream"):
+        return web.Response(body=_REPLY, content_type="application/json")
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    for event in _STREAM:
+        await response.write(event)
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await response.write(_USAGE)
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+if __name__ == "__main__":
+    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

@@ -1,0 +1,63 @@
+"""The gateway in-process, driven by the official ``openai`` SDK, with fake engine and upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import pytest
+from fastapi import FastAPI
+
+from router_model.registry import Registry
+from server.app import create_app
+from server.settings import Settings
+from tests.fakes.registry import default_registry
+from tests.fakes.upstream_server import FakeUpstream
+from tests.fakes.vllm_server import FakeVLLM
+
+
+@dataclass
+class Gateway:
+    app: FastAPI
+    client: openai.AsyncOpenAI
+    http: httpx2.AsyncClient  # raw access to the same app (headers, bodies, bad requests)
+    engine: FakeVLLM
+    upstream: FakeUpstream
+
+
+GatewayFactory = Callable[..., Any]
+
+
+@asynccontextmanager
+async def running_gateway(
+    engine: FakeVLLM | None = None,
+    upstream: FakeUpstream | None = None,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> AsyncIterator[Gateway]:
+    engine = engine or FakeVLLM()
+    upstream = upstream or FakeUpstream()
+    defaults: dict[str, Any] = {"upstream_backoff_s": 0.001, "upstream_total_timeout_s": 2.0}
+    app = create_app(
+        Settings(**{**defaults, **settings}),
+        registry=registry or default_registry(),
+        engine_transport=httpx.ASGITransport(app=engine.app),
+        upstream_transport=httpx.ASGITransport(app=upstream.app),
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+            client = openai.AsyncOpenAI(
+                base_url="http://gateway.test/v1", api_key="test", http_client=http, max_retries=0
+            )
+            yield Gateway(app, client, http, engine, upstream)
+
+
+@pytest.fixture
+def gateway() -> Callable[..., Any]:
+    return running_gateway

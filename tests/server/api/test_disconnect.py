@@ -1,0 +1,87 @@
+"""A client that goes away cancels the episode's in-flight engine and upstream calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+from starlette.types import Message
+
+from server.app import create_app
+from server.settings import Settings
+from tests.fakes.registry import default_registry
+from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.fakes.vllm_server import FakeVLLM, ScriptedTurn
+
+ROUTE = "<think>ask</think>\n<search> Qwen2.5-7B-Instruct:who </search>"
+
+
+async def _call_then_leave(app: Any, body: dict[str, Any], leave_after_s: float) -> list[Message]:
+    raw = json.dumps(body).encode()
+    sent: list[Message] = []
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await asyncio.sleep(leave_after_s)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("gw.test", 80),
+        "client": ("c", 1),
+        "headers": [(b"content-type", b"application/json"), (b"host", b"gw.test")],
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_disconnect_cancels_a_slow_upstream_call() -> None:
+    upstream = FakeUpstream({"qwen/qwen2.5-7b-instruct": UpstreamScript(delay_s=30)})
+    engine = FakeVLLM([ROUTE, "<answer> x </answer>"])
+    app = create_app(
+        Settings(upstream_total_timeout_s=60),
+        registry=default_registry(),
+        engine_transport=httpx.ASGITransport(app=engine.app),
+        upstream_transport=httpx.ASGITransport(app=upstream.app),
+    )
+    body = {"model": "router-r1", "messages": [{"role": "user", "content": "q"}]}
+    async with app.router.lifespan_context(app):
+        started = time.perf_counter()
+        await _call_then_leave(app, body, leave_after_s=0.2)
+        elapsed = time.perf_counter() - started
+    assert elapsed < 5
+    assert len(upstream.calls) == 1  # it was in flight, and was abandoned
+    assert len(engine.completions) == 1  # the episode did not go on to a second turn
+
+
+async def test_disconnect_cancels_a_slow_policy_turn() -> None:
+    engine = FakeVLLM([ScriptedTurn(text="<answer> x </answer>", delay_s=30)])
+    app = create_app(
+        Settings(),
+        registry=default_registry(),
+        engine_transport=httpx.ASGITransport(app=engine.app),
+        upstream_transport=httpx.ASGITransport(app=FakeUpstream().app),
+    )
+    body = {"model": "router-r1", "messages": [{"role": "user", "content": "q"}]}
+    async with app.router.lifespan_context(app):
+        started = time.perf_counter()
+        await _call_then_leave(app, body, leave_after_s=0.2)
+    assert time.perf_counter() - started < 5
