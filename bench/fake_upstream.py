@@ -1,15 +1,20 @@
 """A fast OpenAI-compatible stub upstream for benchmarks (aiohttp, no validation).
 
-Run: ``python bench/fake_upstream.py PORT``. Non-stream requests get a fixed completion with
-usage; ``stream: true`` gets three content chunks, a usage chunk (when asked) and ``[DONE]``.
+Run: ``python bench/fake_upstream.py PORT [CHUNK_DELAY_MS]``. Non-stream requests get a fixed
+completion with usage; ``stream: true`` gets three content chunks, a usage chunk (when asked) and
+``[DONE]``. With ``CHUNK_DELAY_MS``, each stream chunk is sent after that pause (a paced stream,
+as a real model writes it); without, all at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import orjson
 from aiohttp import web
+
+CHUNK_DELAY_S = web.AppKey("chunk_delay_s", float)
 
 _REPLY = orjson.dumps(
     {
@@ -65,9 +70,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     if not body.get("stream"):
         return web.Response(body=_REPLY, content_type="application/json")
+    delay_s = request.app[CHUNK_DELAY_S]
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     for event in _STREAM:
+        if delay_s:
+            await asyncio.sleep(delay_s)
         await response.write(event)
     if (body.get("stream_options") or {}).get("include_usage"):
         await response.write(_USAGE)
@@ -76,11 +84,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def make_app() -> web.Application:
+def make_app(chunk_delay_s: float = 0.0) -> web.Application:
     app = web.Application()
+    app[CHUNK_DELAY_S] = chunk_delay_s
     app.router.add_post("/v1/chat/completions", chat)
     return app
 
 
 if __name__ == "__main__":
-    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    delay_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    web.run_app(
+        make_app(delay_ms / 1000),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        print=None,
+        access_log=None,
+    )

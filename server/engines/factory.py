@@ -9,6 +9,7 @@ import httpx
 
 from router_model.registry import Registry, RouterProfile
 from server.engines.base import PolicyEngine
+from server.engines.llamacpp import LlamaCppEngine
 from server.engines.vllm import VLLMEngine
 
 
@@ -40,16 +41,25 @@ def build_policy_engine(
         raise EngineConfigError(
             f"profile {profile.name!r}: policy endpoint {policy.endpoint!r} is not defined"
         ) from None
+    api_key = env.get(endpoint.api_key_env) if endpoint.api_key_env else None
+    timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
     if policy.engine == "vllm":
-        api_key = env.get(endpoint.api_key_env) if endpoint.api_key_env else None
         return VLLMEngine(
             client,
             base_url=endpoint.base_url,
             model=policy.model,
             api_key=api_key or None,
-            timeout=httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s),
+            timeout=timeout,
+        )
+    if policy.engine == "llamacpp":
+        return LlamaCppEngine(
+            client,
+            base_url=endpoint.base_url,
+            model=policy.model,
+            api_key=api_key or None,
+            timeout=timeout,
         )
     raise UnsupportedEngine(
-        f"profile {profile.name!r}: policy engine {policy.engine!r} is not implemented yet "
-        f"(only 'vllm' is); serve the policy with vLLM or drop this profile"
+        f"profile {profile.name!r}: policy engine {policy.engine!r} is not implemented "
+        f"(supported: 'vllm', 'llamacpp')"
     )

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import orjson
+import yarl
+from httpx_aiohttp import AiohttpTransport
 
 from router_model.registry import Endpoint, ModelSpec, Registry
 from server.upstream.errors import (
@@ -30,10 +32,11 @@ from server.upstream.errors import (
     one_line,
 )
 from server.upstream.reply import UpstreamReply, UpstreamStatus
+from server.upstream.response import UpstreamResponse, aiohttp_post, aiohttp_session
 from server.upstream.result import UpstreamResult, Usage, forwarded_headers
 from server.upstream.settings import UpstreamSettings
 from server.upstream.stream import UpstreamStream
-from server.upstream.transport import build_client, uses_aiohttp
+from server.upstream.transport import build_aiohttp_transport, build_client, uses_aiohttp
 
 logger = logging.getLogger("router_r1.upstream")
 
@@ -81,7 +84,7 @@ class _Progress:
 
 @dataclass
 class _Opened:
-    response: httpx.Response
+    response: UpstreamResponse
     release: Callable[[], None]
     attempts: int
 
@@ -111,7 +114,7 @@ def _dumps(payload: dict[str, Any]) -> bytes:
         return json.dumps(payload, ensure_ascii=False).encode()
 
 
-def _retry_after_s(headers: httpx.Headers) -> float | None:
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
     """``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), in seconds."""
     value = headers.get("retry-after-ms")
     if value is not None:
@@ -154,7 +157,7 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
     )
 
 
-def _http_failure(status: int, raw: bytes, headers: httpx.Headers) -> _Failure:
+def _http_failure(status: int, raw: bytes, headers: Mapping[str, str]) -> _Failure:
     body: Any = None
     try:
         body = orjson.loads(raw) if raw else None
@@ -224,7 +227,21 @@ class UpstreamPool:
     ) -> None:
         self._registry_provider = registry_provider
         self.settings = settings or UpstreamSettings()
-        self._client = build_client(self.settings, transport)
+        self._transport = (
+            transport if transport is not None else build_aiohttp_transport(self.settings)
+        )
+        self._client = build_client(self.settings, self._transport)
+        # Requests bypass the client (see ``_send``), sent with its default headers.
+        self._client_headers = dict(self._client.headers)
+        # The default transport was built here: call its aiohttp session directly.
+        self._aiohttp = (
+            self._transport
+            if transport is None and isinstance(self._transport, AiohttpTransport)
+            else None
+        )
+        if self._aiohttp is not None:  # what aiohttp decodes (httpx may offer more: zstd)
+            self._client_headers["accept-encoding"] = "gzip, deflate"
+        self._urls: dict[str, tuple[httpx.URL, yarl.URL]] = {}
         self._semaphores: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._random = random.Random()
 
@@ -467,8 +484,45 @@ class UpstreamPool:
             self._semaphores[model.name] = current
         return current[1]
 
+    def _url(self, endpoint: Endpoint) -> tuple[httpx.URL, yarl.URL]:
+        """The endpoint's chat completions URL, parsed once (for httpx, for aiohttp)."""
+        urls = self._urls.get(endpoint.base_url)
+        if urls is None:
+            if len(self._urls) > 256:  # registries were reloaded with other endpoints
+                self._urls.clear()
+            url = f"{endpoint.base_url}/chat/completions"
+            urls = self._urls[endpoint.base_url] = (httpx.URL(url), yarl.URL(url))
+        return urls
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        content: bytes,
+        headers: dict[str, str],
+        timeouts: dict[str, Any],
+    ) -> UpstreamResponse:
+        """One POST, streamed (headers read, body not).
+
+        ``AsyncClient.send`` is bypassed: its per-request work (URL merging, the cookie jar,
+        auth and redirect flows) cost a third of the pool's CPU per call, and a proxy wants none
+        of it (a shared cookie jar would even leak one upstream session into every caller's).
+        With the default transport, its aiohttp session is called directly (see
+        :mod:`server.upstream.response`).
+        """
+        httpx_url, aiohttp_url = self._url(endpoint)
+        if self._aiohttp is not None:
+            session = aiohttp_session(self._aiohttp)
+            return await aiohttp_post(session, aiohttp_url, content, headers, timeouts)
+        request = httpx.Request(
+            "POST", httpx_url, content=content, headers=headers, extensions={"timeout": timeouts}
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
+
     def _headers(self, endpoint: Endpoint, stream: bool) -> dict[str, str]:
         headers = {
+            **self._client_headers,
             "content-type": _JSON,
             "accept": "text/event-stream" if stream else _JSON,
         }
@@ -492,12 +546,14 @@ class UpstreamPool:
         """POST until a 2xx response (headers read, body not), holding one slot of the model's
         semaphore for the returned response; raises :class:`_Failed` when out of retries."""
         settings = self.settings
-        url = f"{endpoint.base_url}/chat/completions"
         headers = self._headers(endpoint, stream)
         read = settings.read_timeout(endpoint)
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout(endpoint), read=read, write=read, pool=None
-        )
+        timeouts = {
+            "connect": settings.connect_timeout(endpoint),
+            "read": read,
+            "write": read,
+            "pool": None,
+        }
         semaphore = self._semaphore(model, endpoint)
         loop = asyncio.get_running_loop()
         read_timeout_retried = False
@@ -507,10 +563,7 @@ class UpstreamPool:
             await semaphore.acquire()
             release = _once(semaphore)
             try:
-                request = self._client.build_request(
-                    "POST", url, content=content, headers=headers, timeout=timeout
-                )
-                response = await self._client.send(request, stream=True)
+                response = await self._send(endpoint, content, headers, timeouts)
             except Exception as exc:
                 release()
                 failure, retryable = _transport_failure(exc)

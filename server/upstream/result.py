@@ -13,11 +13,14 @@ FORWARDED_HEADERS = frozenset(
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        name: value
-        for name, value in ((k.lower(), v) for k, v in headers.items())
-        if name in FORWARDED_HEADERS or name.startswith("x-ratelimit-")
-    }
+    """The headers worth forwarding; a repeated one (in a multi-dict) joined by ", "."""
+    forwarded: dict[str, str] = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in FORWARDED_HEADERS or name.startswith("x-ratelimit-"):
+            seen = forwarded.get(name)
+            forwarded[name] = value if seen is None else f"{seen}, {value}"
+    return forwarded
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import httpx
 
 from router_model.registry import ModelSpec
 from server.upstream.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
+from server.upstream.response import UpstreamResponse
 from server.upstream.result import Usage, forwarded_headers
 from server.upstream.sse import SSESplitter, is_done, usage_event
 
@@ -34,7 +35,7 @@ class UpstreamStream:
         self,
         *,
         model: ModelSpec,
-        response: httpx.Response,
+        response: UpstreamResponse,
         release: Callable[[], None],
         client_requested_usage: bool,
         attempts: int,

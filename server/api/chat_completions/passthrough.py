@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from router_model.registry import ModelSpec
 from server.errors import bad_request, sse_error_event
+from server.operations.accounting import RequestAccount
 from server.upstream import UpstreamError, UpstreamPool, UpstreamStream, is_done
 
 _DONE = b"data: [DONE]\n\n"
@@ -51,17 +52,25 @@ def _accounting_headers(model: ModelSpec, cost: float, latency_s: float) -> dict
     }
 
 
-async def passthrough(pool: UpstreamPool, model: ModelSpec, body: dict[str, Any]) -> Response:
+async def passthrough(
+    pool: UpstreamPool,
+    model: ModelSpec,
+    body: dict[str, Any],
+    account: RequestAccount | None = None,
+) -> Response:
     _check_body(body)
     started = time.perf_counter()
     if body.get("stream"):
         stream = await pool.chat_stream(model, body)
+        relay = _relay(stream, model, started)
         return StreamingResponse(
-            _relay(stream, model, started),
+            relay if account is None else account.stream(relay, upstream=stream),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-router-models": model.name},
         )
     result = await pool.chat(model, body)
+    if account is not None:
+        account.passthrough_result(result)
     latency = time.perf_counter() - started
     payload = result.body
     usage = payload.get("usage")

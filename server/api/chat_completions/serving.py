@@ -37,8 +37,10 @@ from server.episode.events import (
 from server.episode.loop import PolicyOverrides
 from server.episode.result import EpisodeResult
 from server.errors import APIError, bad_request, model_not_found, sse_error_event
+from server.operations.accounting import RequestAccount
 from server.request_id import request_id_of
 from server.state import ServingState
+from server.upstream.cache import CACHE_HEADER, cache_wanted
 
 T = TypeVar("T")
 
@@ -52,6 +54,18 @@ def state_of(request: Request) -> ServingState:
 
 async def create_chat_completion(request: Request) -> Response:
     state = state_of(request)
+    account = await state.ops.open_account(request)  # the caller: 401, 429, 402
+    try:
+        response = await _serve(request, state, account)
+    except BaseException as exc:
+        await account.close(exc)
+        raise
+    if not isinstance(response, StreamingResponse):  # a stream closes its account at its end
+        await account.close()
+    return response
+
+
+async def _serve(request: Request, state: ServingState, account: RequestAccount) -> Response:
     body = await read_json_body(request, state.settings.max_request_bytes)
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -61,10 +75,12 @@ async def create_chat_completion(request: Request) -> Response:
     registry = state.registry()
     profile = registry.profile(model)
     if profile is not None:
-        return await _serve_episode(request, state, registry, profile, body)
+        account.serving_profile(profile)
+        return await _serve_episode(request, state, registry, profile, body, account)
     spec = registry.model(model)
     if spec is not None:
-        return await passthrough(state.upstream, spec, body)
+        account.serving_model(spec)
+        return await passthrough(state.upstream, spec, body, account)
     raise model_not_found(model)
 
 
@@ -74,6 +90,7 @@ async def _serve_episode(
     registry: Registry,
     profile: RouterProfile,
     body: dict[str, Any],
+    account: RequestAccount,
 ) -> Response:
     chat = parse_chat_request(body)
     reject_unsupported(chat)
@@ -85,22 +102,23 @@ async def _serve_episode(
         seed=chat.seed,
         stop=tuple(client_stop(chat)),
     )
-    runner = state.runner(registry, profile)
+    cache = cache_wanted(request.headers.get(CACHE_HEADER), body)
+    runner = state.runner(registry, profile, cache=cache)
     request_id = request_id_of(request.scope)
     if chat.stream:
-        events = runner.run(question, overrides, request_id=request_id)
+        events = account.watch(runner.run(question, overrides, request_id=request_id))
         try:
             first = await anext(events)  # engine failures here still get a proper status
         except BaseException:
             await events.aclose()
             raise
         return StreamingResponse(
-            _sse(first, events, profile.name, request_id),
+            account.stream(_sse(first, events, profile.name, request_id)),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
     result = await _cancel_on_disconnect(
-        request, runner.run_to_end(question, overrides, request_id=request_id)
+        request, account.play(runner.run(question, overrides, request_id=request_id))
     )
     return _completion_response(result, profile.name, request_id)
 

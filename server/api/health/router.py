@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from server.api.chat_completions.serving import state_of
 from server.errors import APIError, error_response
+from server.operations.status import operations_status
 
 router = APIRouter()
 
@@ -26,6 +27,7 @@ async def ready(request: Request) -> dict[str, Any] | Response:
         "registry": {"source": state.registry().source, "loaded": True},
         "policy_engines": engines,
     }
+    body.update(await operations_status(state.ops))  # informational: never makes it unready
     down = sorted(name for name, up in engines.items() if not up)
     if down:
         message = "Policy engine not reachable for profile(s): " + ", ".join(down)

@@ -171,7 +171,10 @@ async def test_answer_without_routes(gateway: Any) -> None:
 async def test_max_routes_then_final_turn_without_execution(gateway: Any) -> None:
     upstream = FakeUpstream({QWEN: UpstreamScript(reply="No idea.")})
     async with gateway(FakeVLLM([ROUTE_QWEN] * 5), upstream) as gw:
-        completion = await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
+        # the same sub-query four times: opt out of the sub-query cache to see four calls
+        completion = await gw.client.chat.completions.create(
+            model="router-r1", messages=QUESTION, extra_headers={"x-router-cache": "off"}
+        )
         assert len(upstream.calls) == 4
         assert len(gw.engine.completions) == 5
     router = _router(completion)

@@ -12,7 +12,6 @@ from server.engines import (
     EngineError,
     EngineUnavailable,
     GenerationParams,
-    UnsupportedEngine,
     VLLMEngine,
     build_policy_engine,
 )
@@ -212,15 +211,3 @@ async def test_factory_builds_vllm_with_api_key() -> None:
     assert str(seen[0].url) == "http://127.0.0.1:8000/tokenize"
     assert seen[0].headers["authorization"] == "Bearer secret"
     assert json.loads(seen[0].content)["model"] == profile.policy.model
-
-
-async def test_factory_refuses_llamacpp() -> None:
-    registry = default_registry()
-    profile = router_profile(registry)
-    llama = profile.model_copy(
-        update={"policy": profile.policy.model_copy(update={"engine": "llamacpp"})}
-    )
-    async with httpx.AsyncClient() as client:
-        with pytest.raises(UnsupportedEngine, match="not implemented") as info:
-            build_policy_engine(registry, llama, client)
-    assert isinstance(info.value, NotImplementedError)

