@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
 from fastapi import FastAPI
@@ -25,6 +24,7 @@ from server.local.processes import LlamaServerSpec, llama_server
 from server.local.stack import LOCAL_PROFILE, PORT_ENV, local_registry_path, local_server_specs
 from server.settings import Settings
 from tests.integration.recording import RecordingTransport
+from tests.servers.in_process import sdk_client
 
 READY_TIMEOUT_S = 180.0
 
@@ -85,17 +85,8 @@ async def live_gateway(registry: Registry, **settings: Any) -> AsyncIterator[Liv
         engine_transport=engine_calls,
         upstream_transport=upstream_calls,
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            client = openai.AsyncOpenAI(
-                base_url="http://gateway.test/v1",
-                api_key="test",
-                http_client=http,
-                max_retries=0,
-                timeout=600,
-            )
-            yield LiveGateway(app, client, engine_calls, upstream_calls)
+    async with sdk_client(app, request_timeout_s=600) as (client, _):
+        yield LiveGateway(app, client, engine_calls, upstream_calls)
 
 
 def with_limits(stack: LlamaStack, **limits: Any) -> Registry:

@@ -26,7 +26,6 @@ from itertools import pairwise
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import pytest
 
@@ -51,6 +50,7 @@ from server.settings import Settings
 from server.state import profile_grammar
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.integration.recording import Exchange, RecordingTransport
+from tests.servers.in_process import sdk_client
 
 pytestmark = pytest.mark.slow
 
@@ -204,17 +204,8 @@ async def proxy(vllm: VLLMCPU, routes: int) -> AsyncIterator[Proxy]:
         engine_transport=engine_calls,
         upstream_transport=httpx.ASGITransport(app=upstream.app),
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            client = openai.AsyncOpenAI(
-                base_url="http://gateway.test/v1",
-                api_key="test",
-                http_client=http,
-                max_retries=0,
-                timeout=300,
-            )
-            yield Proxy(client, engine_calls, upstream, registry)
+    async with sdk_client(app, request_timeout_s=300) as (client, _):
+        yield Proxy(client, engine_calls, upstream, registry)
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from server.settings import Settings
 from tests.fakes.registry import default_registry
 from tests.fakes.upstream_server import FakeUpstream
 from tests.fakes.vllm_server import FakeVLLM
+from tests.servers.in_process import sdk_client
 
 
 @dataclass
@@ -49,13 +50,8 @@ async def running_gateway(
         engine_transport=httpx.ASGITransport(app=engine.app),
         upstream_transport=httpx.ASGITransport(app=upstream.app),
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-            client = openai.AsyncOpenAI(
-                base_url="http://gateway.test/v1", api_key="test", http_client=http, max_retries=0
-            )
-            yield Gateway(app, client, http, engine, upstream)
+    async with sdk_client(app) as (client, http):
+        yield Gateway(app, client, http, engine, upstream)
 
 
 @pytest.fixture
