@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 from router_model.registry import Registry
 from server.api.auth import require_api_key
+from server.api.chat_completions.router import ChatCompletionsFastPath
 from server.api.chat_completions.router import router as chat_router
 from server.api.health.router import router as health_router
 from server.api.metrics.router import router as metrics_router
@@ -94,5 +95,6 @@ def create_app(
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(router_ops_router)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ChatCompletionsFastPath)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, the fast path sees its id
     return app

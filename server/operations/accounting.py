@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from router_model.registry import ModelSpec, RouterProfile
 from server.auth.access import Caller
@@ -251,16 +251,19 @@ class RequestAccount:
                 cost_usd=p.cost_usd,
                 upstream_s=p.upstream_s,
             )
-        if self.caller is not None:
-            await self._ops.run_shielded(self._persist(self.caller))
-
-    async def _persist(self, caller: Caller) -> None:
-        tokens, cost = self.spent()
-        work = [self._ops.access.record(caller, tokens, cost)]
+        caller = self.caller
+        if caller is None:
+            return
+        work: list[Coroutine[Any, Any, None]] = []
+        if caller.key is not None:  # open mode's anonymous caller has no counters
+            tokens, cost = self.spent()
+            work.append(self._ops.access.record(caller, tokens, cost))
         if self._result is not None:
-            work.append(
-                self._ops.traces.put(
-                    self.request_id, caller.id, self._result.trace.model_dump_json().encode()
-                )
-            )
-        await asyncio.gather(*work)
+            trace = self._result.trace.model_dump_json().encode()
+            work.append(self._ops.traces.put(self.request_id, caller.id, trace))
+        if work:
+            await self._ops.run_shielded(_gather(work))
+
+
+async def _gather(work: list[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*work)
