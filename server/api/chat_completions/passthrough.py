@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from router_model.registry import ModelSpec
+from server.api.chat_completions.event_stream import EventStreamResponse
 from server.errors import bad_request, sse_error_event
 from server.operations.accounting import RequestAccount
 from server.upstream import UpstreamError, UpstreamPool, UpstreamStream, is_done
@@ -63,10 +64,9 @@ async def passthrough(
     if body.get("stream"):
         stream = await pool.chat_stream(model, body)
         relay = _relay(stream, model, started)
-        return StreamingResponse(
+        return EventStreamResponse(
             relay if account is None else account.stream(relay, upstream=stream),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-router-models": model.name},
+            headers={"x-router-models": model.name},
         )
     result = await pool.chat(model, body)
     if account is not None:

@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from router_model.registry import Registry, RouterProfile
+from server.api.chat_completions.event_stream import EventStreamResponse
 from server.api.chat_completions.passthrough import passthrough
 from server.api.chat_completions.protocol import (
     AssistantMessage,
@@ -60,7 +61,7 @@ async def create_chat_completion(request: Request) -> Response:
     except BaseException as exc:
         await account.close(exc)
         raise
-    if not isinstance(response, StreamingResponse):  # a stream closes its account at its end
+    if not isinstance(response, EventStreamResponse):  # a stream closes its account at its end
         await account.close()
     return response
 
@@ -112,11 +113,7 @@ async def _serve_episode(
         except BaseException:
             await events.aclose()
             raise
-        return StreamingResponse(
-            account.stream(_sse(first, events, profile.name, request_id)),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache"},
-        )
+        return EventStreamResponse(account.stream(_sse(first, events, profile.name, request_id)))
     result = await _cancel_on_disconnect(
         request, account.play(runner.run(question, overrides, request_id=request_id))
     )

@@ -85,3 +85,32 @@ async def test_disconnect_cancels_a_slow_policy_turn() -> None:
         started = time.perf_counter()
         await _call_then_leave(app, body, leave_after_s=0.2)
     assert time.perf_counter() - started < 5
+
+
+async def test_leaving_a_stream_cancels_the_episode_and_closes_its_account() -> None:
+    upstream = FakeUpstream({"qwen/qwen2.5-7b-instruct": UpstreamScript(delay_s=30)})
+    engine = FakeVLLM([ROUTE, "<answer> x </answer>"])
+    app = create_app(
+        Settings(upstream_total_timeout_s=60),
+        registry=default_registry(),
+        engine_transport=httpx.ASGITransport(app=engine.app),
+        upstream_transport=httpx.ASGITransport(app=upstream.app),
+    )
+    body = {"model": "router-r1", "stream": True, "messages": [{"role": "user", "content": "q"}]}
+    async with app.router.lifespan_context(app):
+        started = time.perf_counter()
+        sent = await _call_then_leave(app, body, leave_after_s=0.2)
+        elapsed = time.perf_counter() - started
+        metrics = app.state.serving.ops.metrics
+        in_flight = metrics.registry.get_sample_value("router_r1_in_flight_requests")
+        cancelled = metrics.registry.get_sample_value(
+            "router_r1_requests_total", {"profile": "router-r1", "model": "router", "status": "499"}
+        )
+    assert elapsed < 5
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 200
+    assert sent[-1].get("more_body") is True  # the stream was cut, not finished
+    assert len(upstream.calls) == 1
+    assert len(engine.completions) == 1
+    assert in_flight == 0
+    assert cancelled == 1
