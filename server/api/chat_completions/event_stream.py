@@ -12,17 +12,30 @@ shutdown) is not swallowed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+Finished = Callable[[BaseException | None], Awaitable[None]]
+
 
 class EventStreamResponse(Response):
+    """``finished`` is awaited once the stream has ended, with the error that ended it (or
+    None), even when the body never started (a body generator's ``finally`` cannot be
+    relied on for that: closing a generator that never ran skips it)."""
+
     media_type = "text/event-stream"
 
-    def __init__(self, chunks: AsyncIterator[bytes], headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        headers: Mapping[str, str] | None = None,
+        *,
+        finished: Finished | None = None,
+    ):
         self.body_iterator = chunks
+        self._finished = finished
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache", **(headers or {})})
@@ -53,13 +66,19 @@ class EventStreamResponse(Response):
 
     async def _send_body(self, send: Send) -> None:
         chunks = self.body_iterator
+        error: BaseException | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             # cancelled in send(), the body is suspended at a yield: close it now, not at GC
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if self._finished is not None:
+                await self._finished(error)

@@ -63,10 +63,18 @@ async def passthrough(
     started = time.perf_counter()
     if body.get("stream"):
         stream = await pool.chat_stream(model, body)
-        relay = _relay(stream, model, started)
+        chunks = _relay(stream, model, started)
+        if account is not None:
+            chunks = account.stream(chunks, upstream=stream)
+
+        async def finished(error: BaseException | None) -> None:
+            # both are closed by the body's end already, unless the body never started
+            await stream.aclose()
+            if account is not None:
+                await account.close(error)
+
         return EventStreamResponse(
-            relay if account is None else account.stream(relay, upstream=stream),
-            headers={"x-router-models": model.name},
+            chunks, headers={"x-router-models": model.name}, finished=finished
         )
     result = await pool.chat(model, body)
     if account is not None:

@@ -113,7 +113,9 @@ async def _serve_episode(
         except BaseException:
             await events.aclose()
             raise
-        return EventStreamResponse(account.stream(_sse(first, events, profile.name, request_id)))
+        return EventStreamResponse(
+            account.stream(_sse(first, events, profile.name, request_id)), finished=account.close
+        )
     result = await _cancel_on_disconnect(
         request, account.play(runner.run(question, overrides, request_id=request_id))
     )

@@ -19,7 +19,10 @@ from tests.fakes.vllm_server import FakeVLLM, ScriptedTurn
 ROUTE = "<think>ask</think>\n<search> Qwen2.5-7B-Instruct:who </search>"
 
 
-async def _call_then_leave(app: Any, body: dict[str, Any], leave_after_s: float) -> list[Message]:
+async def _call_then_leave(
+    app: Any, body: dict[str, Any], leave_after_s: float, *, client_reads: bool = True
+) -> list[Message]:
+    """``client_reads=False``: the server's first send blocks (a client that reads nothing)."""
     raw = json.dumps(body).encode()
     sent: list[Message] = []
     delivered = False
@@ -33,6 +36,8 @@ async def _call_then_leave(app: Any, body: dict[str, Any], leave_after_s: float)
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
+        if not client_reads:
+            await asyncio.sleep(30)
         sent.append(message)
 
     scope = {
@@ -112,5 +117,32 @@ async def test_leaving_a_stream_cancels_the_episode_and_closes_its_account() -> 
     assert sent[-1].get("more_body") is True  # the stream was cut, not finished
     assert len(upstream.calls) == 1
     assert len(engine.completions) == 1
+    assert in_flight == 0
+    assert cancelled == 1
+
+
+async def test_leaving_before_a_passthrough_stream_starts_frees_everything() -> None:
+    app = create_app(
+        Settings(),
+        registry=default_registry(),
+        engine_transport=httpx.ASGITransport(app=FakeVLLM().app),
+        upstream_transport=httpx.ASGITransport(app=FakeUpstream().app),
+    )
+    body = {
+        "model": "Gemma-2-27B-Instruct",
+        "stream": True,
+        "messages": [{"role": "user", "content": "q"}],
+    }
+    async with app.router.lifespan_context(app):
+        sent = await asyncio.wait_for(
+            _call_then_leave(app, body, leave_after_s=0.2, client_reads=False), timeout=5
+        )
+        metrics = app.state.serving.ops.metrics
+        in_flight = metrics.registry.get_sample_value("router_r1_in_flight_requests")
+        cancelled = metrics.registry.get_sample_value(
+            "router_r1_requests_total",
+            {"profile": "passthrough", "model": "Gemma-2-27B-Instruct", "status": "499"},
+        )
+    assert sent == []
     assert in_flight == 0
     assert cancelled == 1

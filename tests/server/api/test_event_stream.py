@@ -108,3 +108,37 @@ async def test_a_failing_body_raises_and_stops_watching_the_client() -> None:
         await EventStreamResponse(failing())(SCOPE, client.receive, client.send)
     await asyncio.sleep(0)  # let the cancelled watcher finish
     assert len(asyncio.all_tasks()) == before
+
+
+class Finished:
+    def __init__(self) -> None:
+        self.errors: list[BaseException | None] = []
+
+    async def __call__(self, error: BaseException | None) -> None:
+        self.errors.append(error)
+
+
+async def test_finished_is_told_how_the_stream_ended() -> None:
+    done, left = Finished(), Finished()
+    await EventStreamResponse(aiter(Body(2)), finished=done)(SCOPE, Client().receive, Client().send)
+    client = Client(leave_after_s=0.05)
+    await EventStreamResponse(aiter(Body(2, stall_after=1)), finished=left)(
+        SCOPE, client.receive, client.send
+    )
+    assert done.errors == [None]
+    assert len(left.errors) == 1
+    assert isinstance(left.errors[0], asyncio.CancelledError)
+
+
+async def test_finished_runs_even_if_the_body_never_started() -> None:
+    """A body generator that never ran skips its ``finally`` when closed: ``finished`` is
+    where a request's account and upstream stream get closed in that case."""
+    body, finished = Body(2), Finished()
+    client = Client(leave_after_s=0.05, stall_sends_after=0)
+    await asyncio.wait_for(
+        EventStreamResponse(aiter(body), finished=finished)(SCOPE, client.receive, client.send),
+        timeout=5,
+    )
+    assert client.sent == []
+    assert not body.closed  # never started, so its finally never ran...
+    assert len(finished.errors) == 1  # ...but the response still reported its end
