@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -48,6 +48,7 @@ from router_model.protocol.prompt import fill_policy_prompt, render_upstream_pro
 from router_model.protocol.tags import ANSWER_CLOSE, SEARCH_CLOSE
 from router_model.protocol.turn import NO_ACTION, Action, ActionKind, cut_turn, parse_action
 from router_model.registry import Registry, RouterProfile
+from server.aio import aclose
 from server.engines.base import (
     EngineError,
     FinishReason,
@@ -240,12 +241,6 @@ def _visible_prefix(text: str) -> str:
     return text[: min(ends)] if ends else text
 
 
-async def _close(iterator: AsyncIterator[GenerationChunk]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 class _Episode:
     """The state of one episode; :meth:`events` plays it."""
 
@@ -356,7 +351,7 @@ class _Episode:
                 if chunk.is_final:
                     final = chunk
         finally:
-            await _close(stream)
+            await aclose(stream)
         if final is None:
             raise EngineError("policy engine stream ended without a final chunk")
         turn.text = cut_turn(text)

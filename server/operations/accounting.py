@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router_model.registry import ModelSpec, RouterProfile
+from server.aio import aclose
 from server.auth.access import Caller
 from server.engines.base import EngineError, EngineUnavailable
 from server.episode.events import EpisodeEvent, EpisodeFinished, RouteFinished
@@ -207,9 +208,7 @@ class RequestAccount:
             error = exc
             raise
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(chunks)
             if upstream is not None:
                 self._upstream_stream_ended(upstream)
                 error = error or upstream.error

@@ -9,6 +9,7 @@ from types import TracebackType
 import httpx
 
 from router_model.registry import ModelSpec
+from server.aio import aclose
 from server.upstream.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 from server.upstream.response import UpstreamResponse
 from server.upstream.result import Usage, forwarded_headers
@@ -136,10 +137,8 @@ class UpstreamStream:
         """Close the upstream response and free the concurrency slot; idempotent."""
         iterator = self._iterator
         if iterator is not None and not self._finished:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(RuntimeError):  # being iterated by another task
-                    await aclose()
+            with contextlib.suppress(RuntimeError):  # being iterated by another task
+                await aclose(iterator)
         await self._finish()
 
     async def __aenter__(self) -> UpstreamStream:

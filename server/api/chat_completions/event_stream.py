@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from server.aio import aclose
+
 Finished = Callable[[BaseException | None], Awaitable[None]]
 
 
@@ -77,8 +79,6 @@ class EventStreamResponse(Response):
             raise
         finally:
             # cancelled in send(), the body is suspended at a yield: close it now, not at GC
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await aclose(chunks)
             if self._finished is not None:
                 await self._finished(error)

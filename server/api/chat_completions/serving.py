@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from router_model.registry import Registry, RouterProfile
+from server.aio import aclose
 from server.api.chat_completions.event_stream import EventStreamResponse
 from server.api.chat_completions.passthrough import passthrough
 from server.api.chat_completions.protocol import (
@@ -262,7 +263,5 @@ async def _sse(
     except Exception as exc:  # after the first byte, errors travel in the stream
         yield sse_error_event(exc)
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(events)
     yield _DONE

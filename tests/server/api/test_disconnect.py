@@ -58,15 +58,21 @@ async def _call_then_leave(
     return sent
 
 
+def _gateway(
+    engine: FakeVLLM | None = None, upstream: FakeUpstream | None = None, **settings: Any
+) -> Any:
+    return create_app(
+        Settings(**settings),
+        registry=default_registry(),
+        engine_transport=httpx.ASGITransport(app=(engine or FakeVLLM()).app),
+        upstream_transport=httpx.ASGITransport(app=(upstream or FakeUpstream()).app),
+    )
+
+
 async def test_disconnect_cancels_a_slow_upstream_call() -> None:
     upstream = FakeUpstream({"qwen/qwen2.5-7b-instruct": UpstreamScript(delay_s=30)})
     engine = FakeVLLM([ROUTE, "<answer> x </answer>"])
-    app = create_app(
-        Settings(upstream_total_timeout_s=60),
-        registry=default_registry(),
-        engine_transport=httpx.ASGITransport(app=engine.app),
-        upstream_transport=httpx.ASGITransport(app=upstream.app),
-    )
+    app = _gateway(engine, upstream, upstream_total_timeout_s=60)
     body = {"model": "router-r1", "messages": [{"role": "user", "content": "q"}]}
     async with app.router.lifespan_context(app):
         started = time.perf_counter()
@@ -79,12 +85,7 @@ async def test_disconnect_cancels_a_slow_upstream_call() -> None:
 
 async def test_disconnect_cancels_a_slow_policy_turn() -> None:
     engine = FakeVLLM([ScriptedTurn(text="<answer> x </answer>", delay_s=30)])
-    app = create_app(
-        Settings(),
-        registry=default_registry(),
-        engine_transport=httpx.ASGITransport(app=engine.app),
-        upstream_transport=httpx.ASGITransport(app=FakeUpstream().app),
-    )
+    app = _gateway(engine)
     body = {"model": "router-r1", "messages": [{"role": "user", "content": "q"}]}
     async with app.router.lifespan_context(app):
         started = time.perf_counter()
@@ -95,12 +96,7 @@ async def test_disconnect_cancels_a_slow_policy_turn() -> None:
 async def test_leaving_a_stream_cancels_the_episode_and_closes_its_account() -> None:
     upstream = FakeUpstream({"qwen/qwen2.5-7b-instruct": UpstreamScript(delay_s=30)})
     engine = FakeVLLM([ROUTE, "<answer> x </answer>"])
-    app = create_app(
-        Settings(upstream_total_timeout_s=60),
-        registry=default_registry(),
-        engine_transport=httpx.ASGITransport(app=engine.app),
-        upstream_transport=httpx.ASGITransport(app=upstream.app),
-    )
+    app = _gateway(engine, upstream, upstream_total_timeout_s=60)
     body = {"model": "router-r1", "stream": True, "messages": [{"role": "user", "content": "q"}]}
     async with app.router.lifespan_context(app):
         started = time.perf_counter()
@@ -122,12 +118,7 @@ async def test_leaving_a_stream_cancels_the_episode_and_closes_its_account() -> 
 
 
 async def test_leaving_before_a_passthrough_stream_starts_frees_everything() -> None:
-    app = create_app(
-        Settings(),
-        registry=default_registry(),
-        engine_transport=httpx.ASGITransport(app=FakeVLLM().app),
-        upstream_transport=httpx.ASGITransport(app=FakeUpstream().app),
-    )
+    app = _gateway()
     body = {
         "model": "Gemma-2-27B-Instruct",
         "stream": True,
