@@ -93,23 +93,34 @@ class KeyRing:
     @classmethod
     def load(cls, path: Path | None = None, inline: str | None = None) -> KeyRing:
         """The keys of the file at ``path`` plus the JSON list ``inline``."""
+        if path is None:
+            return cls.parse(None, inline=inline)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror})") from None
+        return cls.parse(data, path, inline)
+
+    @classmethod
+    def parse(
+        cls, data: bytes | None, source: Path | None = None, inline: str | None = None
+    ) -> KeyRing:
+        """The keys of key file content ``data`` (read from ``source``) plus ``inline``'s."""
         entries: list[ApiKey] = []
-        if path is not None:
+        if data is not None:
             try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise KeyFileError(f"{path}: cannot read the key file ({exc.strerror})") from None
-            try:
-                data = yaml.safe_load(text)
+                parsed = yaml.safe_load(data.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise KeyFileError(f"{source}: not UTF-8 text ({exc.reason})") from None
             except yaml.YAMLError as exc:
-                raise KeyFileError(f"{path}: invalid YAML/JSON: {_one_line(str(exc))}") from None
-            entries += _entries(data, str(path))
+                raise KeyFileError(f"{source}: invalid YAML/JSON: {_one_line(str(exc))}") from None
+            entries += _entries(parsed, str(source))
         if inline:
             try:
-                data = orjson.loads(inline)
+                listed = orjson.loads(inline)
             except orjson.JSONDecodeError as exc:
                 raise KeyFileError(f"ROUTER_R1_API_KEYS: invalid JSON: {exc}") from None
-            entries += _entries(data, "ROUTER_R1_API_KEYS")
+            entries += _entries(listed, "ROUTER_R1_API_KEYS")
         return cls(entries)
 
 

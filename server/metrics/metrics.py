@@ -138,6 +138,9 @@ class Metrics:
         self.registry_reloads = counter(
             "router_r1_registry_reloads", "Registry file reloads (ok, failed).", ["result"]
         )
+        self.api_key_reloads = counter(
+            "router_r1_api_key_reloads", "API key file reloads (ok, failed).", ["result"]
+        )
         self.store_errors = counter(
             "router_r1_store_errors", "Shared store operations that failed.", ["operation"]
         )
@@ -153,10 +156,17 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.api_key_reload_failing = Gauge(
+            "router_r1_api_key_reload_failing",
+            "1 while the API key file on disk is invalid (the last good keys are used).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         for reason in ("unauthenticated", "requests", "tokens", "budget", "store_unavailable"):
             self.rejections(reason)
         for result in ("ok", "failed"):
             self.registry_reloads(result)
+            self.api_key_reloads(result)
         for operation in STORE_OPERATIONS:
             self.store_errors(operation)
 

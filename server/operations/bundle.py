@@ -1,5 +1,6 @@
 """Everything operational one gateway process holds, built and closed by the app's lifespan:
-metrics, the shared store, API keys and limits, the sub-query cache, traces, registry reload."""
+metrics, the shared store, API keys and limits, the sub-query cache, traces, registry and key
+file reload."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 
 from router_model.registry import Registry
 from server.auth.access import AccessControl
+from server.auth.key_watch import KeyFileWatcher
 from server.auth.keys import KeyRing
 from server.metrics.exposition import worker_exited
 from server.metrics.metrics import Metrics
@@ -45,6 +47,7 @@ class Operations:
     traces: TraceArchive
     route_cache: CachingRouteCaller | None = None
     watcher: RegistryWatcher | None = None
+    key_watcher: KeyFileWatcher | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def open_account(self, request: Request) -> RequestAccount:
@@ -71,8 +74,9 @@ class Operations:
         await asyncio.shield(task)
 
     async def aclose(self) -> None:
-        if self.watcher is not None:
-            await self.watcher.aclose()
+        for watcher in (self.watcher, self.key_watcher):
+            if watcher is not None:
+                await watcher.aclose()
         pending = list(self._background)
         if pending:
             await asyncio.wait(pending, timeout=_DRAIN_TIMEOUT_S)
@@ -124,6 +128,15 @@ async def running_operations(
             registry_file, apply_registry, metrics, interval_s=settings.registry_reload_interval_s
         )
         ops.watcher.start()
+    if settings.api_keys_file is not None and settings.api_keys_reload_interval_s > 0:
+        ops.key_watcher = KeyFileWatcher(
+            settings.api_keys_file,
+            access,
+            metrics,
+            inline=settings.api_keys,
+            interval_s=settings.api_keys_reload_interval_s,
+        )
+        ops.key_watcher.start()
     try:
         yield ops
     finally:

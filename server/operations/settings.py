@@ -30,6 +30,9 @@ class OperationsSettings(BaseSettings):
     """YAML or JSON key file (see server/auth/keys.py); no keys at all = open mode."""
     api_keys: str | None = None
     """The same entries as a JSON list (``ROUTER_R1_API_KEYS``), added to the file's."""
+    api_keys_reload_interval_s: Annotated[float, Field(ge=0)] = 1.0
+    """How often the key file is polled for edits (keys added, revoked, limits changed); 0
+    turns that off."""
     limits_fail_open: bool = True
     """When the shared store is unreachable: admit requests without limits (True), or refuse
     them with 503 (False). Spend that cannot be recorded is logged and counted either way."""

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.file_watch import FileWatcher
 from server.operations.bundle import Operations
 
 
 async def operations_status(ops: Operations) -> dict[str, Any]:
-    watcher = ops.watcher
-    reload: dict[str, Any] = {"watching": watcher is not None}
-    if watcher is not None:
-        reload.update(
-            {
-                "path": str(watcher.path),
-                "reloads": watcher.reloads,
-                "last_reload_at": watcher.last_reload_at,
-                "last_error": watcher.last_error,
-            }
-        )
     return {
-        "registry_reload": reload,
+        "registry_reload": _reload_status(ops.watcher),
         "store": {"backend": ops.store.backend, "up": await ops.store.ping()},
-        "auth": {"open_mode": ops.access.open_mode},
+        "auth": {
+            "open_mode": ops.access.open_mode,
+            "keys": len(ops.access.keys),
+            "reload": _reload_status(ops.key_watcher),
+        },
     }
+
+
+def _reload_status(watcher: FileWatcher[Any] | None) -> dict[str, Any]:
+    if watcher is None:
+        return {"watching": False}
+    return {"watching": True, **watcher.status()}

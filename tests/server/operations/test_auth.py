@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -12,6 +15,7 @@ from tests.server.operations.conftest import (
     ADMIN_KEY,
     ANSWER,
     KEY_A,
+    KEY_B,
     QUESTION,
     ROUTE_QWEN,
     key_entry,
@@ -93,4 +97,26 @@ async def test_an_admin_key_is_a_key_too(gateway: Any) -> None:
     async with gateway(answers(1), api_keys=keys) as gw:
         client = gw.client.with_options(api_key=ADMIN_KEY)
         completion = await client.chat.completions.create(model="router-r1", messages=QUESTION)
+        assert completion.choices[0].message.content == "Leo Tolstoy"
+
+
+async def test_a_key_added_to_the_file_works_without_a_restart(
+    gateway: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(keys_json(key_entry("team-a", KEY_A)))
+    settings = {"api_keys_file": path, "api_keys_reload_interval_s": 0.05}
+    async with gateway(answers(2), **settings) as gw:
+        team_b = gw.client.with_options(api_key=KEY_B)
+        with pytest.raises(openai.AuthenticationError):
+            await team_b.chat.completions.create(model="router-r1", messages=QUESTION)
+        path.write_text(keys_json(key_entry("team-a", KEY_A), key_entry("team-b", KEY_B)))
+        os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+        for _ in range(200):
+            ready = (await gw.http.get("/ready")).json()
+            if ready["auth"]["reload"]["reloads"]:
+                break
+            await asyncio.sleep(0.02)
+        assert ready["auth"]["keys"] == 2
+        completion = await team_b.chat.completions.create(model="router-r1", messages=QUESTION)
         assert completion.choices[0].message.content == "Leo Tolstoy"
