@@ -15,27 +15,20 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION="2.13.0"
 VERL_VERSION="0.9.1"
 VENV="${ROUTER_R1_VERL_VENV:-$HOME/.cache/router-r1/verl-venv}"
-PYTHON="${PYTHON:-python3}"
 KEY="torch-${TORCH_VERSION}_verl-${VERL_VERSION}"
 STAMP="$VENV/.installed-$KEY"
 
-elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
-pip_progress() { { grep -E "^(Successfully|ERROR)" || true; } | sed 's/^/    /'; }
+source scripts/lib/cached_venv.sh
 
 if [ ! -f "$STAMP" ]; then
   t0=$(date +%s)
   echo "==> veRL (CPU check venv): creating $VENV (torch==$TORCH_VERSION from local disk, verl==$VERL_VERSION)"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | pip_progress
-  "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" 2>&1 | pip_progress
+  fresh_torch_venv "$VENV" "$TORCH_VERSION"
   "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" "verl==$VERL_VERSION" \
     cachetools uvicorn fastapi msgspec pyzmq \
     "pydantic-settings>=2.3,<3" "httpx>=0.27,<0.29" "httpx-aiohttp>=0.1.8,<0.3" "orjson>=3.10,<4" \
     "typer>=0.12,<1" "redis>=5.0,<9" 2>&1 | pip_progress
   "$VENV/bin/python" -c "import verl.experimental.agent_loop, torch; print('    verl imports; torch', torch.__version__)"
-  rm -f "$VENV"/.installed-*
-  touch "$STAMP"
+  mark_installed "$VENV" "$STAMP"
   echo "==> veRL (CPU check venv): ready in $(elapsed "$t0")"
 fi

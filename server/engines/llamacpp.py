@@ -112,16 +112,10 @@ class LlamaCppEngine(VLLMEngine):
         payload: dict[str, Any] = {
             "model": self.model,
             "prompt": list(prompt_ids),
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
+            **params.completion_fields(),
             **_NEUTRAL_SAMPLING,
-            "stop": list(params.stop),
-            "include_stop_str_in_output": params.include_stop_str_in_output,
             "stream": stream,
         }
-        if params.seed is not None:
-            payload["seed"] = params.seed
         if params.grammar is not None:
             payload["grammar"] = params.grammar
         return payload

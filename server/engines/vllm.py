@@ -148,16 +148,10 @@ class VLLMEngine:
         payload: dict[str, Any] = {
             "model": self._model,
             "prompt": list(prompt_ids),
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "stop": list(params.stop),
-            "include_stop_str_in_output": params.include_stop_str_in_output,
+            **params.completion_fields(),
             "skip_special_tokens": True,
             "stream": stream,
         }
-        if params.seed is not None:
-            payload["seed"] = params.seed
         if params.grammar is not None:
             payload["structured_outputs"] = {"grammar": params.grammar}
         if stream:

@@ -58,8 +58,8 @@ class EventStreamResponse(Response):
         try:
             await self._send_body(send)
         except asyncio.CancelledError:
-            # While this task is suspended in the body, the watcher's cancel() always lands
-            # inside the body: nothing after this point can be hit by it.
+            # The watcher only runs while this task is suspended, i.e. inside _send_body, so
+            # its cancel() always lands there: nothing after this point can be hit by it.
             if client_left and task.uncancel() == 0:
                 return
             raise
@@ -78,7 +78,9 @@ class EventStreamResponse(Response):
             error = exc
             raise
         finally:
-            # cancelled in send(), the body is suspended at a yield: close it now, not at GC
-            await aclose(chunks)
-            if self._finished is not None:
-                await self._finished(error)
+            try:
+                # cancelled in send(), the body is suspended at a yield: close it now, not at GC
+                await aclose(chunks)
+            finally:
+                if self._finished is not None:
+                    await self._finished(error)
