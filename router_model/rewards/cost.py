@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 DEFAULT_WINDOW = 1000
 LOW_QUANTILE = 0.05
@@ -44,6 +44,32 @@ def percentile_linear(values: Iterable[float], quantile: float) -> float:
     return _lerp(ordered[below], ordered[below + 1], position - below)
 
 
+def sqrt_raw_cost(raw: float) -> float:
+    """The value a cost window holds for a raw cost: its square root."""
+    if raw < 0 or math.isnan(raw):
+        raise ValueError(f"raw cost must be a non-negative number, got {raw}")
+    return math.sqrt(raw)
+
+
+def score_in_window(
+    value: float,
+    window: Collection[float],
+    low_quantile: float = LOW_QUANTILE,
+    high_quantile: float = HIGH_QUANTILE,
+) -> float:
+    """The cost reward of ``value`` (a sqrt raw cost) given the window it was pushed into:
+    scaled between the window's percentiles (itself alone below 2 values), 1 = cheapest."""
+    if len(window) >= 2:
+        low = percentile_linear(window, low_quantile)
+        high = percentile_linear(window, high_quantile)
+    else:
+        low = high = value
+    span = high - low
+    if span < FLAT_EPS:
+        return FLAT_SCORE
+    return 1.0 - min(max((value - low) / span, 0.0), 1.0)
+
+
 class CostNormalizer:
     """Rolling cost reward: 1 for the cheapest trajectories, 0 for the dearest.
 
@@ -70,16 +96,6 @@ class CostNormalizer:
 
     def score(self, raw: float) -> float:
         """Push ``raw`` (a raw cost, not yet square-rooted) and return its cost reward."""
-        if raw < 0 or math.isnan(raw):
-            raise ValueError(f"raw cost must be a non-negative number, got {raw}")
-        value = math.sqrt(raw)
+        value = sqrt_raw_cost(raw)
         self._values.append(value)
-        if len(self._values) >= 2:
-            low = percentile_linear(self._values, self._low_quantile)
-            high = percentile_linear(self._values, self._high_quantile)
-        else:
-            low = high = value
-        span = high - low
-        if span < FLAT_EPS:
-            return FLAT_SCORE
-        return 1.0 - min(max((value - low) / span, 0.0), 1.0)
+        return score_in_window(value, self._values, self._low_quantile, self._high_quantile)

@@ -17,18 +17,13 @@ reference's in-process window (right for one reward process: TRL, or ``reward.nu
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from router_model.rewards.cost import (
     DEFAULT_WINDOW,
-    FLAT_EPS,
-    FLAT_SCORE,
-    HIGH_QUANTILE,
-    LOW_QUANTILE,
     CostNormalizer,
-    percentile_linear,
+    score_in_window,
+    sqrt_raw_cost,
 )
 
 DEFAULT_KEY = "router-r1:cost-window"
@@ -45,25 +40,6 @@ class CostWindow(Protocol):
     def score(self, raw: float) -> float:
         """Push ``raw`` (a raw cost) and return its cost reward in [0, 1] (1 = cheapest)."""
         ...
-
-
-def _check_raw(raw: float) -> float:
-    if raw < 0 or math.isnan(raw):
-        raise ValueError(f"raw cost must be a non-negative number, got {raw}")
-    return math.sqrt(raw)
-
-
-def score_in_window(value: float, window: Sequence[float]) -> float:
-    """The cost reward of ``value`` (a sqrt raw cost) given the window it was pushed into."""
-    if len(window) >= 2:
-        low = percentile_linear(window, LOW_QUANTILE)
-        high = percentile_linear(window, HIGH_QUANTILE)
-    else:
-        low = high = value
-    span = high - low
-    if span < FLAT_EPS:
-        return FLAT_SCORE
-    return 1.0 - min(max((value - low) / span, 0.0), 1.0)
 
 
 class LocalCostWindow:
@@ -99,7 +75,7 @@ class RedisCostWindow:
         self._window = window
 
     def score(self, raw: float) -> float:
-        value = _check_raw(raw)
+        value = sqrt_raw_cost(raw)
         stored = self._script(keys=[self._key], args=[repr(value), self._window])
         window = [float(v) for v in stored]
         return score_in_window(value, window)
