@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from router_model.registry import Registry, RouterProfile
 from router_model.rewards.cost import raw_cost
@@ -87,20 +87,11 @@ class Trajectory:
         if len(self.response_ids) <= response_length:
             return self
         logprobs = self.response_logprobs
-        return Trajectory(
-            question=self.question,
-            prompt_ids=self.prompt_ids,
+        return replace(
+            self,
             response_ids=self.response_ids[:response_length],
             response_mask=self.response_mask[:response_length],
-            response_text=self.response_text,
-            answer=self.answer,
-            outcome=self.outcome,
-            num_turns=self.num_turns,
-            routes=self.routes,
-            route_calls=self.route_calls,
             response_logprobs=None if logprobs is None else logprobs[:response_length],
-            policy_cost_usd=self.policy_cost_usd,
-            upstream_cost_usd=self.upstream_cost_usd,
             extra={**self.extra, "response_truncated": True},
         )
 
