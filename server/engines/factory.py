@@ -12,6 +12,8 @@ from server.engines.base import PolicyEngine
 from server.engines.llamacpp import LlamaCppEngine
 from server.engines.vllm import VLLMEngine
 
+_ENGINE_CLASSES: dict[str, type[VLLMEngine]] = {"vllm": VLLMEngine, "llamacpp": LlamaCppEngine}
+
 
 class EngineConfigError(Exception):
     """A profile's policy engine cannot be built from the registry as configured."""
@@ -43,23 +45,17 @@ def build_policy_engine(
         ) from None
     api_key = env.get(endpoint.api_key_env) if endpoint.api_key_env else None
     timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
-    if policy.engine == "vllm":
-        return VLLMEngine(
-            client,
-            base_url=endpoint.base_url,
-            model=policy.model,
-            api_key=api_key or None,
-            timeout=timeout,
+    engine_class = _ENGINE_CLASSES.get(policy.engine)
+    if engine_class is None:
+        supported = ", ".join(repr(name) for name in _ENGINE_CLASSES)
+        raise UnsupportedEngine(
+            f"profile {profile.name!r}: policy engine {policy.engine!r} is not implemented "
+            f"(supported: {supported})"
         )
-    if policy.engine == "llamacpp":
-        return LlamaCppEngine(
-            client,
-            base_url=endpoint.base_url,
-            model=policy.model,
-            api_key=api_key or None,
-            timeout=timeout,
-        )
-    raise UnsupportedEngine(
-        f"profile {profile.name!r}: policy engine {policy.engine!r} is not implemented "
-        f"(supported: 'vllm', 'llamacpp')"
+    return engine_class(
+        client,
+        base_url=endpoint.base_url,
+        model=policy.model,
+        api_key=api_key or None,
+        timeout=timeout,
     )
