@@ -179,14 +179,22 @@ def start_server(kind: str, *, prompt_cache: bool, threads: int) -> Iterator[str
             server.stop()
 
 
+def policy_prompt(pool: str) -> tuple[str, list[str]]:
+    """The policy template and pool names: the local stack's profile (2 models) or the
+    paper's ``router-r1`` profile of ``model_registry.yaml`` (6 models, a longer prompt)."""
+    if pool == "local":
+        registry, name = Registry.from_file(local_registry_path()), LOCAL_PROFILE
+    else:
+        registry, name = Registry.from_file(REPO_ROOT / "model_registry.yaml", environ={}), pool
+    profile = registry.profile(name)
+    assert profile is not None, f"no profile {name!r}"
+    return registry.policy_template(profile), [m.name for m in registry.pool(profile)]
+
+
 async def run_scenario(
     kind: str, base_url: str, model: str, *, routes: list[int], interleave: bool
 ) -> list[TurnFigures]:
-    registry = Registry.from_file(local_registry_path())
-    profile = registry.profile(LOCAL_PROFILE)
-    assert profile is not None
-    template = registry.policy_template(profile)
-    names = [m.name for m in registry.pool(profile)]
+    template, names = policy_prompt("local")
     async with httpx.AsyncClient(timeout=300) as client:
         engine = engine_for(kind, client, base_url, model)
         figures: list[TurnFigures] = []

@@ -42,13 +42,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
-from bench_reprefill import QUESTIONS, Episode, TurnFigures, report  # noqa: E402
+from bench_reprefill import QUESTIONS, Episode, TurnFigures, policy_prompt, report  # noqa: E402
 
-from router_model.registry import Registry  # noqa: E402
-from server.engines.vllm import VLLMEngine  # noqa: E402
+from server.engines.vllm import VLLMEngine, server_root  # noqa: E402
 from server.local.checkpoints import converted_smollm2_dir, require_converted  # noqa: E402
 from server.local.processes import free_port  # noqa: E402
-from server.local.stack import LOCAL_PROFILE, POLICY_ALIAS, local_registry_path  # noqa: E402
+from server.local.stack import POLICY_ALIAS  # noqa: E402
 from server.local.vllm_cpu import (  # noqa: E402
     VLLMServerConfig,
     read_metrics,
@@ -86,10 +85,6 @@ def started_vllm(*, prefix_caching: bool) -> Iterator[str]:
             stop_vllm_server(server)
 
 
-def root_of(base_url: str) -> str:
-    return base_url.rstrip("/").removesuffix("/v1")
-
-
 def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
     return after[name] - before[name]
 
@@ -103,18 +98,6 @@ async def timed_turn(episode: Episode, client: httpx.AsyncClient, root: str) -> 
     return dataclasses.replace(turn, decode_tps=turn.completion / seconds if seconds else None)
 
 
-def policy_prompt(pool: str) -> tuple[str, list[str]]:
-    """The policy template and pool names: the local stack's profile (2 models) or the
-    paper's ``router-r1`` profile of ``model_registry.yaml`` (6 models, a longer prompt)."""
-    if pool == "local":
-        registry, name = Registry.from_file(local_registry_path()), LOCAL_PROFILE
-    else:
-        registry, name = Registry.from_file(REPO_ROOT / "model_registry.yaml", environ={}), pool
-    profile = registry.profile(name)
-    assert profile is not None, f"no profile {name!r}"
-    return registry.policy_template(profile), [m.name for m in registry.pool(profile)]
-
-
 async def play(
     base_url: str, scenario: str, client: httpx.AsyncClient, pool: str = "local"
 ) -> tuple[list[TurnFigures], float]:
@@ -125,7 +108,7 @@ async def play(
     policy template is still cached across episodes, as it is in real traffic."""
     template, names = policy_prompt(pool)
     engine = VLLMEngine(client, base_url=base_url, model=POLICY_ALIAS)
-    root = root_of(base_url)
+    root = server_root(base_url)
 
     def episode(name: str, index: int, routes: int) -> Episode:
         question = f"{QUESTIONS[index % len(QUESTIONS)]} ({scenario} run)"
@@ -199,9 +182,9 @@ async def main_async(args: argparse.Namespace) -> int:
     async def measure(base_url: str, label: str, names: list[str]) -> None:
         async with httpx.AsyncClient(timeout=600) as client:
             for scenario in names:
-                before = read_metrics(root_of(base_url), COUNTERS)
+                before = read_metrics(server_root(base_url), COUNTERS)
                 figures, wall = await play(base_url, scenario, client, args.pool)
-                after = read_metrics(root_of(base_url), COUNTERS)
+                after = read_metrics(server_root(base_url), COUNTERS)
                 title = f"vLLM (CPU){label}: {scenario} episodes, {args.pool} pool prompt"
                 report(title, figures)
                 cross_check(scenario, figures, before, after, wall)
