@@ -34,7 +34,7 @@ from server.upstream.errors import (
     UpstreamHTTPError,
     UpstreamTimeoutError,
 )
-from server.upstream.result import UpstreamResult
+from server.upstream.result import UpstreamResult, Usage
 from server.upstream.stream import UpstreamStream
 
 if TYPE_CHECKING:
@@ -139,15 +139,19 @@ class RequestAccount:
 
     def passthrough_finished(
         self,
-        *,
-        prompt_tokens: int,
-        completion_tokens: int,
+        usage: Usage | None,
         cost_usd: float,
+        *,
         upstream_s: float | None = None,
         status: str = "ok",
     ) -> None:
+        """What a passthrough spent (``usage`` None: the upstream reported none)."""
         self._passthrough = PassthroughSpend(
-            prompt_tokens, completion_tokens, cost_usd, upstream_s, status
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            cost_usd,
+            upstream_s,
+            status,
         )
 
     def spent(self) -> tuple[int, float]:
@@ -160,13 +164,7 @@ class RequestAccount:
         return self._route_tokens, self._route_cost
 
     def passthrough_result(self, result: UpstreamResult) -> None:
-        usage = result.usage
-        self.passthrough_finished(
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cost_usd=result.cost_usd,
-            upstream_s=result.latency_s,
-        )
+        self.passthrough_finished(result.usage, result.cost_usd, upstream_s=result.latency_s)
 
     # ------------------------------------------------------------------ wrappers
 
@@ -215,13 +213,8 @@ class RequestAccount:
             await self.close(error or self._error)
 
     def _upstream_stream_ended(self, upstream: UpstreamStream) -> None:
-        usage = upstream.usage
-        self.passthrough_finished(
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cost_usd=upstream.cost_usd,
-            status="ok" if upstream.error is None else upstream_status(upstream.error),
-        )
+        status = "ok" if upstream.error is None else upstream_status(upstream.error)
+        self.passthrough_finished(upstream.usage, upstream.cost_usd, status=status)
 
     # ------------------------------------------------------------------ the end
 
