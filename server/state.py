@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from router_model.protocol.grammar import action_grammar
-from router_model.registry import Registry, RouterProfile
+from router_model.registry import Endpoint, Registry, RouterProfile
 from server.engines.base import PolicyEngine
 from server.engines.factory import build_policy_engine
 from server.episode.loop import EpisodeRunner
@@ -39,16 +39,19 @@ class RegistryHolder:
 
 
 class EnginePool:
-    """One policy engine client per distinct (endpoint, model, engine kind), sharing one client."""
+    """One policy engine client per distinct (endpoint, model, engine kind), sharing one client.
+
+    Keyed by the whole endpoint entry, not its URL: a registry reload that changes its
+    timeouts or API key variable gets an engine built with them."""
 
     def __init__(self, client: httpx.AsyncClient, ready_timeout_s: float) -> None:
         self._client = client
         self._ready_timeout_s = ready_timeout_s
-        self._engines: dict[tuple[str, str, str], PolicyEngine] = {}
+        self._engines: dict[tuple[Endpoint, str, str], PolicyEngine] = {}
 
     def for_profile(self, registry: Registry, profile: RouterProfile) -> PolicyEngine:
         endpoint = registry.endpoint(profile.policy.endpoint)
-        key = (endpoint.base_url, profile.policy.model, profile.policy.engine)
+        key = (endpoint, profile.policy.model, profile.policy.engine)
         engine = self._engines.get(key)
         if engine is None:
             engine = build_policy_engine(registry, profile, self._client)
