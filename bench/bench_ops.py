@@ -116,7 +116,7 @@ async def redis_operations(url: str, n: int) -> None:
 
 def metrics_cost(n: int) -> float:
     """Median µs of the metrics one finished one-route episode records."""
-    from server.episode.trace import RouterTotals, RouterTrace, RouteStep
+    from router_model.episode.trace import RouterTotals, RouterTrace, RouteStep
 
     registry = default_registry()
     profile = registry.profile("router-r1")

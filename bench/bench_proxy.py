@@ -553,7 +553,7 @@ async def start_all(
     serve = (
         [str(script), "serve"]
         if script.exists()
-        else [sys.executable, "-c", "from server.cli import main; main()", "serve"]
+        else [sys.executable, "-c", "from router_r1.cli import main; main()", "serve"]
     )
     proxy = children.start(
         shlex.split(args.proxy_command or "") or serve,

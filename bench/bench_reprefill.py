@@ -19,7 +19,7 @@ upstreams). Scenarios:
   sequence this evicts the other episode's state, so it is shown without and with the
   server's RAM state cache (``--cache true``).
 
-``--engine llamacpp`` starts ``server.local.llamacpp_server`` on a free port (stopped on
+``--engine llamacpp`` starts ``local_stack.llamacpp_server`` on a free port (stopped on
 exit); ``--base-url`` uses a running server instead (then only the scenarios it supports).
 Other engines (vLLM) plug in through :func:`engine_for` and :func:`start_server`.
 """
@@ -42,18 +42,18 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from local_stack.models import smollm2_gguf  # noqa: E402
+from local_stack.processes import LlamaServerSpec, free_port, llama_server  # noqa: E402
+from local_stack.stack import LOCAL_PROFILE, local_registry_path  # noqa: E402
+from router_model.episode.context import PolicyContext  # noqa: E402
+from router_model.episode.engine import GenerationParams  # noqa: E402
 from router_model.protocol.grammar import action_grammar  # noqa: E402
 from router_model.protocol.observation import format_observation  # noqa: E402
 from router_model.protocol.prompt import fill_policy_prompt  # noqa: E402
 from router_model.protocol.turn import cut_turn  # noqa: E402
 from router_model.registry import Registry  # noqa: E402
-from server.engines.base import GenerationParams  # noqa: E402
 from server.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from server.engines.vllm import VLLMEngine  # noqa: E402
-from server.episode.context import PolicyContext  # noqa: E402
-from server.local.models import smollm2_gguf  # noqa: E402
-from server.local.processes import LlamaServerSpec, free_port, llama_server  # noqa: E402
-from server.local.stack import LOCAL_PROFILE, local_registry_path  # noqa: E402
 
 QUESTIONS = [
     "Who wrote the novel War and Peace",

@@ -44,16 +44,16 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from bench_reprefill import QUESTIONS, Episode, TurnFigures, policy_prompt, report  # noqa: E402
 
-from server.engines.vllm import VLLMEngine, server_root  # noqa: E402
-from server.local.checkpoints import converted_smollm2_dir, require_converted  # noqa: E402
-from server.local.processes import free_port  # noqa: E402
-from server.local.stack import POLICY_ALIAS  # noqa: E402
-from server.local.vllm_cpu import (  # noqa: E402
+from local_stack.checkpoints import converted_smollm2_dir, require_converted  # noqa: E402
+from local_stack.processes import free_port  # noqa: E402
+from local_stack.stack import POLICY_ALIAS  # noqa: E402
+from local_stack.vllm_cpu import (  # noqa: E402
     VLLMServerConfig,
     read_metrics,
     stop_vllm_server,
     vllm_server,
 )
+from server.engines.vllm import VLLMEngine, server_root  # noqa: E402
 
 ROUTES = [1, 2, 4]
 BLOCK_SIZE = VLLMServerConfig.block_size

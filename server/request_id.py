@@ -1,4 +1,9 @@
-"""Pure-ASGI middleware: every response carries ``x-request-id`` (the client's, or a new one)."""
+"""Pure-ASGI middleware: every response carries ``x-request-id`` (the client's, or a new one).
+
+The id is what the client sees and what log lines carry. It is a label, not a key: stored
+traces are keyed by the caller and the id together, so a client that reuses another key's id
+can neither read nor replace that key's trace.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.logs import request_id_var
 
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -28,6 +35,7 @@ class RequestIdMiddleware:
         )
         rid = given if _ACCEPTABLE.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        request_id_var.set(rid)  # this request's task (and what it starts) logs with its id
         header = (b"x-request-id", rid.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:

@@ -1,38 +1,143 @@
-"""Process settings, from ``ROUTER_R1_*`` environment variables (or a ``.env`` file)."""
+"""The gateway's one settings model: ``ROUTER_R1_*`` environment variables (or a ``.env`` file).
+
+Sections are nested models; a variable is ``ROUTER_R1_<SECTION>_<FIELD>`` (the first ``_``
+after the prefix separates the section: ``ROUTER_R1_REDIS_URL`` is ``redis.url``,
+``ROUTER_R1_UPSTREAM_MAX_RETRIES`` is ``upstream.max_retries``) and top-level fields are
+``ROUTER_R1_<FIELD>`` (``ROUTER_R1_REGISTRY``). Each section is owned by the package that uses
+it; this module only composes them. README.md lists every variable.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server.operations.settings import OperationsSettings
+from server.auth.settings import ApiKeySettings, LimitSettings
+from server.engines.settings import EngineSettings
+from server.logs import LogSettings
+from server.metrics.settings import MetricsSettings
+from server.operations.traces import TraceSettings
+from server.store.settings import RedisSettings
+from server.upstream.settings import CacheSettings, UpstreamSettings
+
+ENV_PREFIX = "ROUTER_R1_"
+PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-class Settings(OperationsSettings):
-    """Everything the gateway process needs; the registry file holds models and profiles.
+class HttpSettings(BaseModel):
+    """The HTTP server (``ROUTER_R1_HTTP_*``)."""
 
-    Shared state, API keys, cache, traces and registry reload: :class:`OperationsSettings`.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keepalive_timeout_s: PositiveFloat = 75.0
+    """How long an idle client connection is kept open. Above the 60 s idle timeout of common
+    load balancers (AWS ALB, nginx, GCP), so the balancer closes first and never reuses a
+    connection the gateway is closing (clients would see resets)."""
+    body_timeout_s: PositiveFloat = 30.0
+    """A request body must arrive within this time (then 408): a half-sent body cannot hold a
+    connection and a request slot forever."""
+    graceful_shutdown_s: PositiveFloat = 30.0
+    """On SIGTERM, requests in flight get this long to finish."""
+
+
+class StreamSettings(BaseModel):
+    """Streamed responses (``ROUTER_R1_STREAM_*``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keepalive_interval_s: PositiveFloat = 15.0
+    """An SSE comment is sent when a stream has been silent this long (a route call, a long
+    prefill): proxies cut streams that stay silent for 60 s."""
+    reasoning_fields: Literal["both", "reasoning", "reasoning_content"] = "both"
+    """Where the policy's reasoning goes in messages and deltas: ``reasoning`` (vLLM,
+    OpenRouter), ``reasoning_content`` (Open WebUI, LibreChat, DeepSeek), or both."""
+
+
+class Settings(BaseSettings):
+    """Everything the gateway process needs; the registry file holds models and profiles."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ROUTER_R1_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
     )
 
     registry: Path = Path("model_registry.yaml")
+    registry_reload_interval_s: Annotated[float, Field(ge=0)] = 1.0
+    """How often the registry file is polled for edits; 0 turns hot reload off."""
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    log_level: str = "info"
-
     max_request_bytes: Annotated[int, Field(gt=0)] = 1_000_000
     max_question_chars: Annotated[int, Field(gt=0)] = 32_000
+    ready_timeout_s: PositiveFloat = 2.0
+    """Bounds each readiness probe of a policy engine (``GET /ready``)."""
 
-    upstream_total_timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    upstream_passthrough_timeout_s: Annotated[float, Field(gt=0)] = 600.0
-    upstream_max_retries: Annotated[int, Field(ge=0, le=10)] = 2
-    upstream_backoff_s: Annotated[float, Field(ge=0)] = 0.25
-    engine_connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    engine_read_timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    ready_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+    stream: StreamSettings = StreamSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    engine: EngineSettings = EngineSettings()
+    redis: RedisSettings = RedisSettings()
+    api: ApiKeySettings = ApiKeySettings()
+    limits: LimitSettings = LimitSettings()
+    cache: CacheSettings = CacheSettings()
+    trace: TraceSettings = TraceSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> Settings:
+        """Settings from names as the environment spells them without the prefix
+        (``{"upstream_max_retries": 0, "registry": ...}``), for code that sets a few knobs."""
+        return cls(**nest_flat(values))
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    sections: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            sections[name] = annotation
+    return sections
+
+
+def nest_flat(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"redis_url": u}`` → ``{"redis": {"url": u}}``, by the same rule as the environment."""
+    sections = _sections()
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        section, _, field = name.partition("_")
+        if name not in Settings.model_fields and section in sections and field:
+            nested.setdefault(section, {})[field] = value
+        else:
+            nested[name] = value
+    return nested
+
+
+def variable_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable of a validation error's location (``("redis", "url")``)."""
+    return ENV_PREFIX + "_".join(str(part) for part in location if isinstance(part, str)).upper()
+
+
+class SettingsError(Exception):
+    """An invalid setting; the message is one line naming the variable."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (``overrides`` win, flat names); :class:`SettingsError`
+    with one line per bad variable instead of pydantic's multi-line report."""
+    try:
+        return Settings.from_flat(overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{variable_name(error['loc'])}: {error['msg']}"
+            + (f" (got {error['input']!r})" if isinstance(error.get("input"), str) else "")
+            for error in exc.errors()
+        ]
+        raise SettingsError("; ".join(problems)) from None

@@ -1,20 +1,34 @@
-"""The long-lived objects of one gateway process, built by the app's lifespan."""
+"""The long-lived objects of one gateway process, built by the app's lifespan (``server.app``).
+
+:class:`AppState` is flat and typed: request handlers reach each object directly
+(``server.deps``), never through another object's attributes.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
+from router_model.episode.engine import PolicyEngine
+from router_model.episode.loop import EpisodeRunner
+from router_model.episode.route import RouteCaller
+from router_model.episode.special_tokens import SpecialTokenGuard
 from router_model.protocol.grammar import action_grammar
 from router_model.registry import Endpoint, Registry, RouterProfile
-from server.engines.base import PolicyEngine
+from server.auth.access import AccessControl
+from server.auth.key_watch import KeyFileWatcher
+from server.background import BackgroundWork
 from server.engines.factory import build_policy_engine
-from server.episode.loop import EpisodeRunner
-from server.operations.bundle import Operations
+from server.lifecycle.recorder import OutcomeRecorder
+from server.metrics.metrics import Metrics
+from server.operations.traces import TraceArchive
+from server.registry_watch import RegistryWatcher
 from server.settings import Settings
+from server.store.base import SharedStore
 from server.upstream import UpstreamPool
+from server.upstream.cache import CachingRouteCaller
 
 
 def profile_grammar(registry: Registry, profile: RouterProfile) -> str | None:
@@ -39,7 +53,8 @@ class RegistryHolder:
 
 
 class EnginePool:
-    """One policy engine client per distinct (endpoint, model, engine kind), sharing one client.
+    """One policy engine client (and its special-token guard) per distinct (endpoint, model,
+    engine kind), all sharing one HTTP client.
 
     Keyed by the whole endpoint entry, not its URL: a registry reload that changes its
     timeouts or API key variable gets an engine built with them."""
@@ -47,23 +62,25 @@ class EnginePool:
     def __init__(self, client: httpx.AsyncClient, ready_timeout_s: float) -> None:
         self._client = client
         self._ready_timeout_s = ready_timeout_s
-        self._engines: dict[tuple[Endpoint, str, str], PolicyEngine] = {}
+        self._engines: dict[tuple[Endpoint, str, str], tuple[PolicyEngine, SpecialTokenGuard]] = {}
 
-    def for_profile(self, registry: Registry, profile: RouterProfile) -> PolicyEngine:
+    def for_profile(
+        self, registry: Registry, profile: RouterProfile
+    ) -> tuple[PolicyEngine, SpecialTokenGuard]:
         endpoint = registry.endpoint(profile.policy.endpoint)
         key = (endpoint, profile.policy.model, profile.policy.engine)
-        engine = self._engines.get(key)
-        if engine is None:
+        found = self._engines.get(key)
+        if found is None:
             engine = build_policy_engine(registry, profile, self._client)
-            self._engines[key] = engine
-        return engine
+            found = self._engines[key] = (engine, SpecialTokenGuard(engine.tokenize))
+        return found
 
     async def readiness(self, registry: Registry) -> dict[str, bool]:
         """Per profile: is its policy engine serving? Bounded by ``ready_timeout_s``."""
 
         async def probe(profile: RouterProfile) -> bool:
             try:
-                engine = self.for_profile(registry, profile)
+                engine, _ = self.for_profile(registry, profile)
                 async with asyncio.timeout(self._ready_timeout_s):
                     return await engine.ready()
             except Exception:
@@ -74,39 +91,61 @@ class EnginePool:
         return {p.name: ok for p, ok in zip(profiles, results, strict=True)}
 
     async def aclose(self) -> None:
-        for engine in self._engines.values():
+        for engine, _ in self._engines.values():
             await engine.aclose()
         self._engines.clear()
 
 
-@dataclass
-class ServingState:
-    """What request handlers reach through ``request.app.state.serving``."""
+class RunnerCache:
+    """The episode runner of each (registry version, profile, cache wanted), built once."""
 
-    settings: Settings
-    registry_holder: RegistryHolder
-    upstream: UpstreamPool
-    engines: EnginePool
-    ops: Operations
-    _runners: dict[tuple[int, str, bool], EpisodeRunner] = field(default_factory=dict)
-
-    def registry(self) -> Registry:
-        return self.registry_holder.get()
+    def __init__(
+        self, engines: EnginePool, upstream: RouteCaller, cached: RouteCaller | None
+    ) -> None:
+        self._engines = engines
+        self._upstream = upstream
+        self._cached = cached
+        self._runners: dict[tuple[int, str, bool], EpisodeRunner] = {}
 
     def runner(
         self, registry: Registry, profile: RouterProfile, *, cache: bool = True
     ) -> EpisodeRunner:
-        """The episode runner of ``profile`` under this registry version (cached); its upstream
-        calls go through the sub-query cache unless ``cache`` is False (the request opted out)."""
+        """Its upstream calls go through the sub-query cache unless ``cache`` is False (the
+        request opted out) or the cache is off."""
         key = (id(registry), profile.name, cache)
         runner = self._runners.get(key)
         if runner is None or runner.registry is not registry:
             if len(self._runners) > 64:  # registries were reloaded: drop stale runners
                 self._runners.clear()
-            engine = self.engines.for_profile(registry, profile)
-            route_caller = self.ops.route_caller(self.upstream, cache=cache)
+            engine, guard = self._engines.for_profile(registry, profile)
+            caller = self._cached if cache and self._cached is not None else self._upstream
             runner = EpisodeRunner(
-                engine, route_caller, registry, profile, grammar=profile_grammar(registry, profile)
+                engine,
+                caller,
+                registry,
+                profile,
+                grammar=profile_grammar(registry, profile),
+                guard=guard,
             )
             self._runners[key] = runner
         return runner
+
+
+@dataclass(frozen=True)
+class AppState:
+    """Everything one gateway process holds, built in dependency order by the lifespan."""
+
+    settings: Settings
+    registry: RegistryHolder
+    metrics: Metrics
+    store: SharedStore
+    access: AccessControl
+    traces: TraceArchive
+    background: BackgroundWork
+    recorder: OutcomeRecorder
+    upstream: UpstreamPool
+    route_cache: CachingRouteCaller | None
+    engines: EnginePool
+    runners: RunnerCache
+    registry_watcher: RegistryWatcher | None
+    key_watcher: KeyFileWatcher | None

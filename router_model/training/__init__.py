@@ -1,6 +1,6 @@
 """Training Router-R1 policies: one rollout core (the server's episode loop), two RL engines.
 
-- :mod:`router_model.training.rollout`: :class:`RolloutCore` runs ``server.episode``'s
+- :mod:`router_model.training.rollout`: :class:`RolloutCore` runs ``router_model.episode``'s
   ``EpisodeRunner`` token-in/token-out over any :class:`TokenGenerator` and returns
   :class:`Trajectory` objects (prompt ids, response ids, mask, log-probs, route costs).
 - :mod:`router_model.training.reward`: the Router-R1 reward from ``router_model.rewards``,

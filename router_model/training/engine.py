@@ -1,6 +1,6 @@
-"""A token-in/token-out :class:`~server.engines.base.PolicyEngine` for training rollouts.
+"""A token-in/token-out :class:`~router_model.episode.engine.PolicyEngine` for training rollouts.
 
-The episode loop (``server.episode.EpisodeRunner``) only ever talks to a ``PolicyEngine``.
+The episode loop (``router_model.episode.EpisodeRunner``) only ever talks to a ``PolicyEngine``.
 For training, generation is done by the RL framework's own sampler (veRL's server manager,
 or the model being trained in-process for TRL): :class:`TokenEngine` adapts any
 :class:`TokenGenerator` (prompt ids in, sampled ids and log-probs out) and a
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.engines.base import FinishReason, Generation, GenerationChunk, GenerationParams
+from router_model.episode.engine import FinishReason, Generation, GenerationChunk, GenerationParams
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ class SampledTurn:
 
 
 class TokenEngine:
-    """A :class:`~server.engines.base.PolicyEngine` for ONE trajectory (it records its turns)."""
+    """A :class:`~router_model.episode.engine.PolicyEngine` for ONE trajectory (it records its
+    turns)."""
 
     def __init__(self, generator: TokenGenerator, tokenizer: RolloutTokenizer) -> None:
         self._generator = generator

@@ -3,7 +3,8 @@
 veRL: ``python -m verl.trainer.main_ppo`` with the config's Hydra overrides plus the Router-R1
 wiring (agent-loop file, reward function and its arguments). TRL: ``python -m
 router_model.training.trl.run`` in the TRL environment. Both run with the repository on
-``PYTHONPATH`` so Ray workers import ``router_model`` and ``server``.
+``PYTHONPATH`` so Ray workers import ``router_model`` and the upstream factory the entry
+point names.
 """
 
 from __future__ import annotations
@@ -90,19 +91,20 @@ def verl_overrides(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     return {**config.overrides, **wiring}
 
 
-def agent_loop_file(config: TrainConfig) -> str:
+def agent_loop_file(config: TrainConfig, upstreams: str) -> str:
     router = config.router
     entry = {
         "name": AGENT_NAME,
         "_target_": AGENT_LOOP_TARGET,
         "registry": str(Path(router.registry).resolve()),
         "profile": router.profile,
+        "upstreams": upstreams,
         "upstream_total_timeout_s": router.upstream_total_timeout_s,
     }
     return yaml.safe_dump([entry], sort_keys=False)
 
 
-def verl_launch(config: TrainConfig, run_dir: Path, python: str) -> Launch:
+def verl_launch(config: TrainConfig, run_dir: Path, python: str, upstreams: str) -> Launch:
     if config.router.limits:
         raise ValueError("router.limits is for TRL smoke runs; set the registry profile's limits")
     overrides = verl_overrides(config, run_dir)
@@ -112,12 +114,13 @@ def verl_launch(config: TrainConfig, run_dir: Path, python: str) -> Launch:
         "verl.trainer.main_ppo",
         *(f"{k}={hydra_value(v)}" for k, v in overrides.items()),
     ]
-    return Launch(argv, _env(), {run_dir / "agent_loops.yaml": agent_loop_file(config)})
+    return Launch(argv, _env(), {run_dir / "agent_loops.yaml": agent_loop_file(config, upstreams)})
 
 
-def trl_launch(config: TrainConfig, run_dir: Path, python: str) -> Launch:
+def trl_launch(config: TrainConfig, run_dir: Path, python: str, upstreams: str) -> Launch:
     path = run_dir / "train_config.json"
     argv = [python, "-m", "router_model.training.trl.run", str(path), "--output-dir", str(run_dir)]
+    argv += ["--upstreams", upstreams]
     env = _env({"TRL_EXPERIMENTAL_SILENCE": "1"})
     return Launch(argv, env, {path: json.dumps(config.model_dump(mode="json"), indent=2) + "\n"})
 
@@ -136,8 +139,12 @@ def default_python(backend: str) -> str:
     return sys.executable
 
 
-def build_launch(config: TrainConfig, run_dir: Path, python: str | None = None) -> Launch:
+def build_launch(
+    config: TrainConfig, run_dir: Path, python: str | None = None, *, upstreams: str
+) -> Launch:
+    """``upstreams``: the ``module:factory`` the run builds its RouteCaller with (see
+    :mod:`router_model.training.upstreams`)."""
     interpreter = python or default_python(config.backend)
     if config.backend == "verl":
-        return verl_launch(config, run_dir, interpreter)
-    return trl_launch(config, run_dir, interpreter)
+        return verl_launch(config, run_dir, interpreter, upstreams)
+    return trl_launch(config, run_dir, interpreter, upstreams)

@@ -15,12 +15,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from router_model.episode.loop import EpisodeRunner
+from router_model.episode.result import EpisodeResult
+from router_model.episode.route import RouteCaller
+from router_model.episode.settings import PolicyOverrides
 from router_model.registry import Registry, RouterProfile
 from router_model.rewards.cost import raw_cost
 from router_model.training.engine import RolloutTokenizer, TokenEngine, TokenGenerator
-from server.episode.loop import EpisodeRunner, PolicyOverrides
-from server.episode.result import EpisodeResult
-from server.upstream.reply import RouteCaller
 
 
 @dataclass(frozen=True)

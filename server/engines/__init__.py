@@ -21,7 +21,7 @@ vLLM (``engine: vllm``, :class:`VLLMEngine`, implemented)
     - Readiness: ``GET /health``.
 
 llama.cpp (``engine: llamacpp``, :class:`LlamaCppEngine`, implemented)
-    Served by ``python -m server.local.llamacpp_server``: llama-cpp-python's own
+    Served by ``python -m local_stack.llamacpp_server``: llama-cpp-python's own
     OpenAI-compatible server app plus the few endpoints and fields below, because the
     stock server cannot serve a policy faithfully (its ``/v1/completions`` ``prompt``
     accepts only strings, re-tokenized as a whole; it always cuts stop strings off; it
@@ -34,7 +34,7 @@ llama.cpp (``engine: llamacpp``, :class:`LlamaCppEngine`, implemented)
       ``POST /extras/detokenize`` ``{"tokens"}`` → ``text``. Chat template:
       ``POST /extras/tokenize/chat`` ``{"messages", "add_generation_prompt"}`` renders the
       GGUF's embedded ``tokenizer.chat_template`` exactly as ``apply_chat_template``
-      does (:mod:`server.local.chat_template`: sandboxed Jinja, trim/lstrip blocks,
+      does (:mod:`local_stack.chat_template`: sandboxed Jinja, trim/lstrip blocks,
       ``tojson``, ``raise_exception``, the BOS/EOS strings) and tokenizes it with special
       tokens parsed and none added. A model without a template (a base model) → 400.
     - Generation: ``POST /v1/completions`` with ``prompt`` = token ids (the addition)
@@ -56,7 +56,7 @@ llama.cpp (``engine: llamacpp``, :class:`LlamaCppEngine`, implemented)
     - Readiness: ``GET /health`` (the addition).
 """
 
-from server.engines.base import (
+from router_model.episode.engine import (
     ACTION_STOPS,
     EngineError,
     EngineUnavailable,

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import httpx
 
+from router_model.episode.engine import PolicyEngine
 from router_model.registry import Registry, RouterProfile
-from server.engines.base import PolicyEngine
 from server.engines.llamacpp import LlamaCppEngine
 from server.engines.vllm import VLLMEngine
 

@@ -1,4 +1,4 @@
-"""The policy engine behind llama-cpp-python's server (``server.local.llamacpp_server``).
+"""The policy engine behind llama-cpp-python's server (``local_stack.llamacpp_server``).
 
 The request and reply shapes of ``/v1/completions`` are OpenAI's, as with vLLM, so this
 engine reuses :class:`~server.engines.vllm.VLLMEngine`'s generation and stream parsing
@@ -16,14 +16,14 @@ from typing import Any, cast
 
 import httpx
 
-from server.engines.base import EngineError, GenerationChunk, GenerationParams
+from router_model.episode.engine import EngineError, GenerationChunk, GenerationParams
 from server.engines.vllm import VLLMEngine
 
 __all__ = ["LlamaCppEngine"]
 
 _NEEDS_EXTENSIONS = (
     "the llama.cpp server lacks the token-id extensions; serve the policy with "
-    "`python -m server.local.llamacpp_server` (llama-cpp-python's server plus token-id "
+    "`python -m local_stack.llamacpp_server` (llama-cpp-python's server plus token-id "
     "prompts and chat tokenization)"
 )
 
@@ -47,7 +47,7 @@ def _tokens(data: dict[str, Any], what: str) -> list[int]:
 
 
 class LlamaCppEngine(VLLMEngine):
-    """:class:`~server.engines.base.PolicyEngine` over llama-cpp-python's HTTP API.
+    """:class:`~router_model.episode.engine.PolicyEngine` over llama-cpp-python's HTTP API.
 
     ``max_in_flight`` requests at a time are sent (default 1: the server runs one at a
     time anyway, and queueing here keeps the endpoint's read timeout a bound on the

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from server.engines.base import (
+from router_model.episode.engine import (
     EngineError,
     EngineUnavailable,
     FinishReason,
@@ -73,7 +73,7 @@ def _int_list(value: object, what: str) -> list[int]:
 
 
 class VLLMEngine:
-    """:class:`~server.engines.base.PolicyEngine` over vLLM's HTTP API.
+    """:class:`~router_model.episode.engine.PolicyEngine` over vLLM's HTTP API.
 
     ``client`` is shared and never closed here; ``base_url`` is the registry endpoint's
     OpenAI base (ending in ``/v1``). Tests pass a client with an ASGI or mock transport.

@@ -15,8 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from router_model.registry import RouterProfile
-from server.episode.trace import RouterTrace
+from router_model.episode.trace import RouterTrace
 
 M = TypeVar("M", Counter, Histogram)
 
@@ -104,7 +103,20 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.upstream_tokens = counter(
-            "router_r1_upstream_tokens", "Upstream tokens.", ["model", "kind"]
+            "router_r1_upstream_tokens",
+            "Upstream tokens; kind: input or output (GenAI semantic conventions).",
+            ["model", "kind"],
+        )
+        self.upstream_retries = counter(
+            "router_r1_upstream_retries",
+            "Upstream attempts beyond the first (retries), by model.",
+            ["model"],
+        )
+        self.time_to_first_token = histogram(
+            "router_r1_time_to_first_token_seconds",
+            "Streams: time from the request to the first generated text sent to the client.",
+            ["profile", "model"],
+            LATENCY_BUCKETS,
         )
         self.cost = counter(
             "router_r1_cost_usd", "Spend in USD by profile and model.", ["profile", "model"]
@@ -173,54 +185,46 @@ class Metrics:
     # ------------------------------------------------------------------ observations
 
     def request_finished(
-        self, profile: str, model: str, status: str, error_kind: str | None, duration_s: float
+        self,
+        profile: str,
+        model: str,
+        status: str,
+        error_kind: str | None,
+        duration_s: float,
+        *,
+        ttft_s: float | None = None,
     ) -> None:
         self.requests(profile, model, status).inc()
         self.request_duration(profile, model).observe(duration_s)
         if error_kind is not None:
             self.request_errors(profile, error_kind).inc()
+        if ttft_s is not None:
+            self.time_to_first_token(profile, model).observe(ttft_s)
 
-    def episode_finished(self, profile: RouterProfile, trace: RouterTrace) -> None:
-        name = profile.name
+    def trace_finished(self, profile: str, trace: RouterTrace) -> None:
+        """Everything a finished request's trace tells: the same for an episode (one step per
+        policy turn) and a passthrough (one step: its upstream call)."""
         totals = trace.totals
-        self.overhead(name).observe(totals.overhead_ms / 1000)
-        self.routes(name).observe(totals.routes)
-        self.request_cost(name).observe(totals.cost_usd)
-        if totals.policy_cost_usd:
-            self.cost(name, profile.policy.model).inc(totals.policy_cost_usd)
-        pricing = profile.policy.pricing
-        policy_turn = self.policy_turn(name)
+        self.request_cost(profile).observe(totals.cost_usd)
+        if trace.mode == "episode":
+            self.overhead(profile).observe(totals.overhead_ms / 1000)
+            self.routes(profile).observe(totals.routes)
+            if totals.policy_cost_usd and trace.policy_model is not None:
+                self.cost(profile, trace.policy_model).inc(totals.policy_cost_usd)
+        policy_turn = self.policy_turn(profile)
         for step in trace.steps:
-            policy_turn.observe(step.policy_latency_ms / 1000)
-            if step.action in ("invalid", "none"):
-                self.invalid_actions(name).inc()
+            if step.action != "passthrough":
+                policy_turn.observe(step.policy_latency_ms / 1000)
+                if step.action in ("invalid", "none"):
+                    self.invalid_actions(profile).inc()
             if step.model is None or step.upstream_status in (None, "not_executed"):
                 continue
             model, status = step.model, step.upstream_status
             self.upstream_calls(model, status).inc()
             self.upstream_duration(model).observe(step.upstream_latency_ms / 1000)
-            self.upstream_tokens(model, "prompt").inc(step.upstream_prompt_tokens)
-            self.upstream_tokens(model, "completion").inc(step.upstream_completion_tokens)
-            policy_cost = pricing.cost_usd(step.policy_prompt_tokens, step.policy_completion_tokens)
-            upstream_cost = max(step.cost_usd - policy_cost, 0.0)
-            if upstream_cost:
-                self.cost(name, model).inc(upstream_cost)
-
-    def passthrough_finished(
-        self,
-        model: str,
-        *,
-        status: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-        upstream_s: float | None,
-    ) -> None:
-        self.upstream_calls(model, status).inc()
-        if upstream_s is not None:
-            self.upstream_duration(model).observe(upstream_s)
-        self.upstream_tokens(model, "prompt").inc(prompt_tokens)
-        self.upstream_tokens(model, "completion").inc(completion_tokens)
-        self.request_cost(PASSTHROUGH).observe(cost_usd)
-        if cost_usd:
-            self.cost(PASSTHROUGH, model).inc(cost_usd)
+            self.upstream_tokens(model, "input").inc(step.upstream_prompt_tokens)
+            self.upstream_tokens(model, "output").inc(step.upstream_completion_tokens)
+            if step.upstream_attempts > 1:
+                self.upstream_retries(model).inc(step.upstream_attempts - 1)
+            if step.upstream_cost_usd:
+                self.cost(profile, model).inc(step.upstream_cost_usd)

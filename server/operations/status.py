@@ -1,4 +1,4 @@
-"""What ``/ready`` shows about the operations layer (informational: a Redis outage or an invalid
+"""What ``/ready`` shows about operations (informational: a Redis outage or an invalid
 registry edit does not make the gateway unready; it keeps serving)."""
 
 from __future__ import annotations
@@ -6,17 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from server.file_watch import FileWatcher
-from server.operations.bundle import Operations
+from server.state import AppState
 
 
-async def operations_status(ops: Operations) -> dict[str, Any]:
+async def operations_status(state: AppState) -> dict[str, Any]:
     return {
-        "registry_reload": _reload_status(ops.watcher),
-        "store": {"backend": ops.store.backend, "up": await ops.store.ping()},
+        "registry_reload": _reload_status(state.registry_watcher),
+        "store": {"backend": state.store.backend, "up": await state.store.ping()},
         "auth": {
-            "open_mode": ops.access.open_mode,
-            "keys": len(ops.access.keys),
-            "reload": _reload_status(ops.key_watcher),
+            "open_mode": state.access.open_mode,
+            "keys": len(state.access.keys),
+            "reload": _reload_status(state.key_watcher),
         },
     }
 

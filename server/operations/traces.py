@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.store.base import SharedStore, StoredTrace, StoreUnavailable
 
 logger = logging.getLogger("router_r1.traces")
+
+
+class TraceSettings(BaseModel):
+    """``ROUTER_R1_TRACE_*``: how long recent requests' traces are kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl_s: Annotated[float, Field(gt=0)] = 3600.0
+    max_entries: Annotated[int, Field(gt=0)] = 10_000
+    """In-memory store only (Redis: TTL)."""
 
 
 class TraceArchive:

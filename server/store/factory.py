@@ -1,28 +1,30 @@
-"""Choosing the store from the settings: Redis when ``redis_url`` is set, else in memory."""
+"""Choosing the store: Redis when ``redis.url`` is set, else in memory."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.operations.settings import OperationsSettings
 from server.store.base import SharedStore
 from server.store.memory import MemoryStore
 from server.store.redis_store import RedisStore
+from server.store.settings import RedisSettings
 
 
 def build_store(
-    settings: OperationsSettings, on_error: Callable[[str], None] | None = None
+    redis: RedisSettings,
+    *,
+    cache_max_entries: int = 10_000,
+    trace_max_entries: int = 10_000,
+    on_error: Callable[[str], None] | None = None,
 ) -> SharedStore:
-    if settings.redis_url:
+    """The store; the entry bounds apply to the in-memory one (Redis: TTLs and maxmemory)."""
+    if redis.url:
         return RedisStore(
-            settings.redis_url,
-            prefix=settings.redis_prefix,
-            max_connections=settings.redis_max_connections,
-            timeout_s=settings.redis_timeout_s,
-            retry_interval_s=settings.redis_retry_interval_s,
+            redis.url,
+            prefix=redis.prefix,
+            max_connections=redis.max_connections,
+            timeout_s=redis.timeout_s,
+            retry_interval_s=redis.retry_interval_s,
             on_error=on_error,
         )
-    return MemoryStore(
-        cache_max_entries=settings.cache_max_entries,
-        trace_max_entries=settings.trace_max_entries,
-    )
+    return MemoryStore(cache_max_entries=cache_max_entries, trace_max_entries=trace_max_entries)

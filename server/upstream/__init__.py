@@ -1,5 +1,6 @@
 """Calling upstream OpenAI-compatible endpoints: the Router-R1 sub-query and the passthrough."""
 
+from router_model.episode.route import RouteCaller, UpstreamReply, UpstreamStatus
 from server.upstream.errors import (
     UpstreamBadResponseError,
     UpstreamConnectionError,
@@ -8,7 +9,6 @@ from server.upstream.errors import (
     UpstreamTimeoutError,
 )
 from server.upstream.pool import UpstreamPool
-from server.upstream.reply import RouteCaller, UpstreamReply, UpstreamStatus
 from server.upstream.result import UpstreamResult, Usage
 from server.upstream.settings import UpstreamSettings
 from server.upstream.sse import SSESplitter, event_data, is_done, usage_event

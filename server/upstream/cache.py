@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from router_model.episode.route import RouteCaller, UpstreamReply
 from router_model.registry import ModelSpec
 from server.metrics.metrics import Metrics
 from server.store.base import SharedStore, StoreUnavailable
-from server.upstream.reply import RouteCaller, UpstreamReply
 
 _KEY_VERSION = 1
 

@@ -116,3 +116,14 @@ class UpstreamBadResponseError(UpstreamError):
 
     status_code = 502
     error_type = "upstream_error"
+
+
+def call_status(exc: UpstreamError) -> str:
+    """The upstream call status (as in traces and metrics) of a failed call."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(exc, UpstreamBadResponseError):
+        return "bad_response"
+    if isinstance(exc, UpstreamConnectionError):
+        return "connect_error"
+    return "http_error"

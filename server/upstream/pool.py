@@ -22,6 +22,7 @@ import orjson
 import yarl
 from httpx_aiohttp import AiohttpTransport
 
+from router_model.episode.route import UpstreamReply, UpstreamStatus
 from router_model.registry import Endpoint, ModelSpec, Registry
 from server.upstream.errors import (
     UpstreamBadResponseError,
@@ -31,7 +32,6 @@ from server.upstream.errors import (
     UpstreamTimeoutError,
     one_line,
 )
-from server.upstream.reply import UpstreamReply, UpstreamStatus
 from server.upstream.response import UpstreamResponse, aiohttp_post, aiohttp_session
 from server.upstream.result import UpstreamResult, Usage, forwarded_headers
 from server.upstream.settings import UpstreamSettings
@@ -425,6 +425,7 @@ class UpstreamPool:
         opened: _Opened | None = None
         try:
             async with asyncio.timeout(limit) as deadline:
+                stream_deadline = deadline.when()
                 opened = await self._open(model, endpoint, content, True, deadline.when(), progress)
                 media_type = opened.response.headers.get("content-type", "")
                 if "json" in media_type:  # an upstream that ignored ``stream`` (or an error)
@@ -463,6 +464,9 @@ class UpstreamPool:
             attempts=opened.attempts,
             latency_s=time.perf_counter() - started,
             prompt_bytes=len(content),
+            deadline=stream_deadline,
+            timeout_s=limit,
+            idle_timeout_s=self.settings.stream_read_timeout(endpoint),
         )
 
     # ----------------------------------------------------------------- internals
@@ -547,7 +551,7 @@ class UpstreamPool:
         semaphore for the returned response; raises :class:`_Failed` when out of retries."""
         settings = self.settings
         headers = self._headers(endpoint, stream)
-        read = settings.read_timeout(endpoint)
+        read = settings.stream_read_timeout(endpoint) if stream else settings.read_timeout(endpoint)
         timeouts = {
             "connect": settings.connect_timeout(endpoint),
             "read": read,

@@ -18,8 +18,8 @@ class UpstreamSettings(BaseModel):
     (the registry's defaults are connect 5 s, read 120 s); ``read`` bounds each wait for bytes.
     ``total_timeout_s`` bounds a whole ``route_call`` — queueing for a connection slot, every
     attempt and every backoff sleep included. ``passthrough_timeout_s`` bounds a whole ``chat``
-    call, and a ``chat_stream`` until its response headers (a started stream is then bounded only
-    by ``read`` between chunks); ``None`` = no overall bound.
+    call, streamed or not, to its last byte; ``None`` = no overall bound. Between two chunks of
+    a stream at most ``stream_idle_timeout_s`` may pass (or ``read``, if shorter).
 
     Retries (at most ``max_retries`` after the first try): connect failures (refused, connect
     timeout, the server dropping the connection before answering), HTTP 429 and 5xx. Never
@@ -35,6 +35,7 @@ class UpstreamSettings(BaseModel):
     read_timeout_s: PositiveFloat | None = None
     total_timeout_s: PositiveFloat = 60.0
     passthrough_timeout_s: PositiveFloat | None = 600.0
+    stream_idle_timeout_s: PositiveFloat = 60.0
 
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     backoff_base_s: Annotated[float, Field(ge=0)] = 0.25
@@ -51,6 +52,10 @@ class UpstreamSettings(BaseModel):
     def read_timeout(self, endpoint: Endpoint) -> float:
         return self.read_timeout_s or endpoint.read_timeout_s
 
+    def stream_read_timeout(self, endpoint: Endpoint) -> float:
+        """Between two chunks of a stream (and until its headers)."""
+        return min(self.read_timeout(endpoint), self.stream_idle_timeout_s)
+
     def model_limit(self, endpoint: Endpoint) -> int:
         return self.max_connections_per_model or endpoint.max_connections
 
@@ -58,3 +63,15 @@ class UpstreamSettings(BaseModel):
         """Sleep before retry number ``retry`` (1-based); ``rand`` uniform in [0, 1)."""
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1))
         return float(ceiling * (0.5 + 0.5 * rand))
+
+
+class CacheSettings(BaseModel):
+    """The sub-query cache (``ROUTER_R1_CACHE_*``): deterministic upstream calls only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    ttl_s: PositiveFloat = 3600.0
+    max_entries: Annotated[int, Field(gt=0)] = 10_000
+    """In-memory store only; with Redis the bound is the TTL and Redis' own maxmemory policy."""
+    max_entry_bytes: Annotated[int, Field(gt=0)] = 64 * 1024

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 import httpx
 
+from router_model.episode.aio import aclose
 from router_model.registry import ModelSpec
-from server.aio import aclose
 from server.upstream.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 from server.upstream.response import UpstreamResponse
 from server.upstream.result import Usage, forwarded_headers
@@ -42,13 +43,20 @@ class UpstreamStream:
         attempts: int,
         latency_s: float,
         prompt_bytes: int,
+        deadline: float | None = None,
+        timeout_s: float | None = None,
+        idle_timeout_s: float = 0.0,
     ) -> None:
+        """``deadline`` (event-loop time) ends the stream with a timeout error when it has
+        passed at a chunk; ``timeout_s`` is the bound it stands for, ``idle_timeout_s`` the
+        transport's read timeout between chunks (both for the messages)."""
         self.model = model
         self.status_code = response.status_code
         self.headers = forwarded_headers(response.headers)
         self.client_requested_usage = client_requested_usage
         self.attempts = attempts
         self.latency_s = latency_s  # until the response headers
+        self.idle_timeout_s = idle_timeout_s
         self.usage: Usage | None = None
         self.usage_estimated = False
         self.done = False  # saw ``data: [DONE]``
@@ -60,6 +68,8 @@ class UpstreamStream:
         self._data_events = 0
         self._iterator: AsyncIterator[bytes] | None = None
         self._finished = False
+        self._deadline = deadline
+        self._timeout_s = timeout_s
 
     @property
     def injected_usage(self) -> bool:
@@ -83,8 +93,19 @@ class UpstreamStream:
 
     async def _events(self, drop_usage_only: bool) -> AsyncIterator[bytes]:
         splitter = SSESplitter()
+        deadline = self._deadline
+        clock = asyncio.get_running_loop().time
         try:
             async for chunk in self._response.aiter_bytes():
+                # a drip of small chunks must not outlive the call's bound (checked per chunk:
+                # a stall is the read timeout's, a chunk at a time costs one clock read)
+                if deadline is not None and clock() > deadline:
+                    raise self._fail(
+                        UpstreamTimeoutError(
+                            f"{self.model.name}: the stream ran past its "
+                            f"{self._timeout_s or 0:g} s bound"
+                        )
+                    )
                 for event in splitter.feed(chunk):
                     if self._account(event) and drop_usage_only:
                         continue
@@ -93,18 +114,27 @@ class UpstreamStream:
             if rest is not None and not (self._account(rest) and drop_usage_only):
                 yield rest
             self.completed = True
+        except UpstreamError:
+            raise
         except httpx.TimeoutException as exc:
-            self.error = UpstreamTimeoutError(
-                f"{self.model.name}: the upstream stream stalled ({type(exc).__name__})"
-            )
-            raise self.error from exc
+            raise self._fail(
+                UpstreamTimeoutError(
+                    f"{self.model.name}: the upstream stream stalled: no data for "
+                    f"{self.idle_timeout_s:g} s"
+                )
+            ) from exc
         except Exception as exc:  # httpx.HTTPError, or an aiohttp error the transport left as is
-            self.error = UpstreamConnectionError(
-                f"{self.model.name}: the upstream stream broke ({type(exc).__name__}: {exc})"
-            )
-            raise self.error from exc
+            raise self._fail(
+                UpstreamConnectionError(
+                    f"{self.model.name}: the upstream stream broke ({type(exc).__name__}: {exc})"
+                )
+            ) from exc
         finally:
             await self._finish()
+
+    def _fail(self, error: UpstreamError) -> UpstreamError:
+        self.error = error
+        return error
 
     def _account(self, event: bytes) -> bool:
         """Record what the event tells; True for a usage-only chunk."""

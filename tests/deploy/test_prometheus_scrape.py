@@ -85,11 +85,13 @@ async def one_round(client: openai.AsyncOpenAI, round_no: int) -> None:
 
 async def test_every_panel_returns_data(tmp_path: Path) -> None:
     app = create_app(
-        Settings(
-            api_keys=KEYS,
-            upstream_backoff_s=0.001,
-            upstream_max_retries=0,
-            registry_reload_interval_s=0,
+        Settings.from_flat(
+            dict(
+                api_keys=KEYS,
+                upstream_backoff_base_s=0.001,
+                upstream_max_retries=0,
+                registry_reload_interval_s=0,
+            )
         ),
         registry=default_registry(),
         engine_transport=httpx.ASGITransport(app=FakeVLLM(policy).app),

@@ -1,4 +1,4 @@
-"""A fake :class:`~server.upstream.reply.RouteCaller`: scripted replies per registry model."""
+"""A fake :class:`~router_model.episode.route.RouteCaller`: scripted replies per registry model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from router_model.episode.route import UpstreamReply, UpstreamStatus
 from router_model.registry import ModelSpec
-from server.upstream.reply import UpstreamReply, UpstreamStatus
 
 
 @dataclass(frozen=True)

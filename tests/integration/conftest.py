@@ -17,11 +17,11 @@ import openai
 import pytest
 from fastapi import FastAPI
 
+from local_stack.processes import LlamaServerSpec, llama_server
+from local_stack.stack import LOCAL_PROFILE, PORT_ENV, local_registry_path, local_server_specs
 from router_model.registry import Registry, RouterProfile
 from server.app import create_app
 from server.engines import LlamaCppEngine
-from server.local.processes import LlamaServerSpec, llama_server
-from server.local.stack import LOCAL_PROFILE, PORT_ENV, local_registry_path, local_server_specs
 from server.settings import Settings
 from tests.integration.recording import RecordingTransport
 from tests.servers.in_process import sdk_client
@@ -80,7 +80,7 @@ async def live_gateway(registry: Registry, **settings: Any) -> AsyncIterator[Liv
         "registry_reload_interval_s": 0,
     }
     app = create_app(
-        Settings(**{**defaults, **settings}),
+        Settings.from_flat({**defaults, **settings}),
         registry=registry,
         engine_transport=engine_calls,
         upstream_transport=upstream_calls,

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from local_stack.stack import LOCAL_PROFILE
 from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from router_model.protocol.turn import ActionKind, cut_turn, parse_action
 from router_model.registry import Registry
-from server.local.stack import LOCAL_PROFILE
 from tests.integration.conftest import LlamaStack, live_gateway, policy_engine, with_limits
 from tests.integration.recording import Exchange, RecordingTransport
 

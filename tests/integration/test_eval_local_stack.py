@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local_stack.stack import LOCAL_PROFILE
 from router_model.eval import SMOKE_FILE, load_questions, read_results, run_eval, write_report
 from router_model.eval.report import summarize
-from server.local.stack import LOCAL_PROFILE
 from tests.integration.conftest import LlamaStack, live_gateway, with_limits
 
 pytestmark = pytest.mark.slow

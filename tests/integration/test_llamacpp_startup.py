@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.local.processes import LlamaServerSpec, ServerStartError, free_port, llama_server
+from local_stack.processes import LlamaServerSpec, ServerStartError, free_port, llama_server
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from server.local.processes import free_port
-from server.local.stack import LOCAL_PROFILE
+from local_stack.processes import free_port
+from local_stack.stack import LOCAL_PROFILE
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_up_serves_then_stops_every_child_on_ctrl_c(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                "from server.cli import main; main()",
+                "from router_r1.cli import main; main()",
                 "up",
                 "--port",
                 str(port),

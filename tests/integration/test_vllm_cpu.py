@@ -29,6 +29,16 @@ import httpx
 import openai
 import pytest
 
+from local_stack.checkpoints import converted_smollm2_dir, require_converted
+from local_stack.processes import free_port
+from local_stack.stack import LOCAL_PROFILE, POLICY_ALIAS, PORT_ENV, local_registry_path
+from local_stack.vllm_cpu import (
+    VLLMServerConfig,
+    read_metrics,
+    stop_vllm_server,
+    vllm_installed,
+    vllm_server,
+)
 from router_model.protocol.grammar import action_grammar
 from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt
@@ -36,16 +46,6 @@ from router_model.protocol.turn import ActionKind, cut_turn, parse_action
 from router_model.registry import Registry, RouterProfile
 from server.app import create_app
 from server.engines import EngineError, GenerationParams, VLLMEngine
-from server.local.checkpoints import converted_smollm2_dir, require_converted
-from server.local.processes import free_port
-from server.local.stack import LOCAL_PROFILE, POLICY_ALIAS, PORT_ENV, local_registry_path
-from server.local.vllm_cpu import (
-    VLLMServerConfig,
-    read_metrics,
-    stop_vllm_server,
-    vllm_installed,
-    vllm_server,
-)
 from server.settings import Settings
 from server.state import profile_grammar
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
@@ -192,11 +192,13 @@ async def proxy(vllm: VLLMCPU, routes: int) -> AsyncIterator[Proxy]:
     upstream = FakeUpstream(
         scripts={m.upstream_model: UpstreamScript(reply=REPLY) for m in registry.models}
     )
-    settings = Settings(
-        upstream_total_timeout_s=30.0,
-        engine_read_timeout_s=300.0,
-        cache_enabled=False,
-        registry_reload_interval_s=0,
+    settings = Settings.from_flat(
+        dict(
+            upstream_total_timeout_s=30.0,
+            engine_read_timeout_s=300.0,
+            cache_enabled=False,
+            registry_reload_interval_s=0,
+        )
     )
     app = create_app(
         settings,

@@ -110,11 +110,13 @@ async def test_touching_without_changing_content_does_not_reload(tmp_path: Path)
 async def file_gateway(
     path: Path, engine: FakeVLLM, upstream: FakeUpstream
 ) -> AsyncIterator[tuple[openai.AsyncOpenAI, httpx2.AsyncClient]]:
-    settings = Settings(
-        registry=path,
-        registry_reload_interval_s=0.05,
-        upstream_backoff_s=0.001,
-        upstream_total_timeout_s=2.0,
+    settings = Settings.from_flat(
+        dict(
+            registry=path,
+            registry_reload_interval_s=0.05,
+            upstream_backoff_base_s=0.001,
+            upstream_total_timeout_s=2.0,
+        )
     )
     app = create_app(
         settings,

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from router_model.episode.route import RouteCaller
 from router_model.registry import Registry, RouterProfile
 from router_model.training.engine import HFTokenizer, TokenGenerator
 from router_model.training.rollout import RolloutCore, Trajectory
-from server.upstream.reply import RouteCaller
 
 RouteCallerFactory = Callable[[], AbstractAsyncContextManager[RouteCaller]]
 SamplerFactory = Callable[[Any], TokenGenerator]

@@ -1,6 +1,8 @@
-"""``python -m router_model.training.trl.run CONFIG.json --output-dir DIR`` (TRL venv).
+"""``python -m router_model.training.trl.run CONFIG.json --output-dir DIR --upstreams M:F``
+(TRL venv).
 
-Trains with the registry's real upstream pool; the policy is sampled in-process.
+Trains against the upstreams built by the factory named by ``--upstreams`` (the entry point's
+real pool); the policy is sampled in-process.
 """
 
 from __future__ import annotations
@@ -8,22 +10,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+from router_model.episode.route import RouteCaller
 from router_model.eval.questions import load_questions
-from router_model.registry import Registry
 from router_model.training.config import TrainConfig
 from router_model.training.trl.trainer import build_grpo_trainer
-from server.upstream import UpstreamPool, UpstreamSettings
-from server.upstream.reply import RouteCaller
+from router_model.training.upstreams import resolve_upstreams
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("config")
     parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--upstreams", required=True, help="module:factory building the upstream RouteCaller"
+    )
     args = parser.parse_args(argv)
     config = TrainConfig.model_validate(json.loads(Path(args.config).read_text(encoding="utf-8")))
     if config.model is None or config.train_file is None:
@@ -33,14 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     items = load_questions(config.train_file)[: config.max_train_rows]
     rows = [{"question": i.question, "golden_answers": list(i.golds)} for i in items]
     timeout = config.router.upstream_total_timeout_s
+    factory = resolve_upstreams(args.upstreams)
 
-    @asynccontextmanager
-    async def upstreams() -> AsyncIterator[RouteCaller]:
-        def current() -> Registry:
-            return registry
-
-        async with UpstreamPool(current, UpstreamSettings(total_timeout_s=timeout)) as pool:
-            yield pool
+    def upstreams() -> AbstractAsyncContextManager[RouteCaller]:
+        return factory(registry, timeout)
 
     trainer, _ = build_grpo_trainer(
         model_dir=Path(config.model).expanduser(),

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from router_model.episode.engine import FinishReason, GenerationParams
 from router_model.training.engine import SampledTokens
-from server.engines.base import FinishReason, GenerationParams
 
 
 class _StopOnText:

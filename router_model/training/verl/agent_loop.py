@@ -39,6 +39,7 @@ class RouterR1AgentLoop(AgentLoopBase):  # type: ignore[misc]
         *args: Any,
         registry: str = "model_registry.yaml",
         profile: str = "router-r1",
+        upstreams: str = "",
         upstream_total_timeout_s: float = 60.0,
         **kwargs: Any,
     ) -> None:
@@ -46,6 +47,7 @@ class RouterR1AgentLoop(AgentLoopBase):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._registry_path = registry
         self._profile = profile
+        self._upstreams = upstreams
         self._upstream_total_timeout_s = upstream_total_timeout_s
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
@@ -53,6 +55,7 @@ class RouterR1AgentLoop(AgentLoopBase):  # type: ignore[misc]
             self._registry_path,
             self._profile,
             self.tokenizer,
+            upstreams=self._upstreams,
             upstream_total_timeout_s=self._upstream_total_timeout_s,
         )
         fields = await run_episode(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from router_model.episode.engine import FinishReason, GenerationParams
 from router_model.training.engine import SampledTokens
-from server.engines.base import FinishReason, GenerationParams
 
 # What the loop decides per turn; veRL's own sampling params (temperature, top_p, top_k,
 # logprobs; greedy for validation) are kept as given.

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from server.aio import aclose
+from router_model.episode.aio import aclose
 
 Finished = Callable[[BaseException | None], Awaitable[None]]
 

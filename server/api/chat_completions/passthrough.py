@@ -1,27 +1,37 @@
 """``model=<registry model>``: forward to its upstream, adding only usage and cost accounting.
 
-Non-streamed replies get ``usage.cost`` (USD) added to the upstream body. Streams are relayed
-event by event, byte for byte; the upstream's ``[DONE]`` is held back until one last chunk of
-ours has carried ``usage`` (with ``cost``) and the ``router`` totals, so a streamed request is
-never accounted at $0 (usage is estimated when the upstream reports none).
+Non-streamed replies are the upstream's body with ``usage.cost`` (USD) and the ``router``
+object added. Streams are relayed event by event, byte for byte, except the last events (see
+:mod:`.wire`): the upstream's ``[DONE]`` is replaced by ours after the accounting is known,
+its usage chunk gets ``cost`` merged in (sent only when the client asked for usage), and the
+``router`` object rides on the last chunk. A stream that ends without ``[DONE]`` or a finish
+reason was cut off: the client gets an error event, never a complete-looking stream.
 """
 
 from __future__ import annotations
 
-import time
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
+from router_model.episode.turns import estimated_prompt_tokens
 from router_model.registry import ModelSpec
+from server.api.chat_completions import wire
 from server.api.chat_completions.event_stream import EventStreamResponse
-from server.errors import bad_request, sse_error_event
-from server.operations.accounting import RequestAccount
-from server.upstream import UpstreamError, UpstreamPool, UpstreamStream, is_done
+from server.api.disconnect import cancel_on_disconnect
+from server.errors import bad_request, classify
+from server.lifecycle.request import RequestLifecycle, UpstreamCall
+from server.state import AppState
+from server.upstream import UpstreamError, UpstreamStream, is_done
+from server.upstream.errors import UpstreamBadResponseError, call_status
+from server.upstream.sse import event_data, is_comment, usage_event
 
-_DONE = b"data: [DONE]\n\n"
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+_HIDDEN_HEADERS = frozenset({"content-type", "content-length"})
 
 
 def _check_body(body: dict[str, Any]) -> None:
@@ -31,101 +41,166 @@ def _check_body(body: dict[str, Any]) -> None:
         raise bad_request("stream: must be a boolean", param="stream")
 
 
-def _router_totals(
-    model: ModelSpec, cost: float, latency_s: float, estimated: bool
-) -> dict[str, Any]:
-    return {
-        "mode": "passthrough",
-        "routes": 0,
-        "models": [model.name],
-        "cost_usd": cost,
-        "latency_ms": round(latency_s * 1000, 3),
-        "usage_estimated": estimated,
-    }
+def _wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def _accounting_headers(model: ModelSpec, cost: float, latency_s: float) -> dict[str, str]:
-    return {
-        "x-router-cost-usd": f"{cost:.8f}",
-        "x-router-routes": "0",
-        "x-router-models": model.name,
-        "x-router-latency-ms": f"{latency_s * 1000:.1f}",
-    }
+def _forwarded(headers: dict[str, str]) -> dict[str, str]:
+    return wire.forwardable({k: v for k, v in headers.items() if k not in _HIDDEN_HEADERS})
 
 
-async def passthrough(
-    pool: UpstreamPool,
+async def serve_passthrough(
+    request: Request,
+    state: AppState,
     model: ModelSpec,
     body: dict[str, Any],
-    account: RequestAccount | None = None,
+    life: RequestLifecycle,
 ) -> Response:
     _check_body(body)
-    started = time.perf_counter()
+    call = life.serving_passthrough(model)
+    # until the upstream says: the request was sent, so its prompt may be billed
+    call.prompt_tokens = estimated_prompt_tokens(orjson.dumps(body.get("messages")).decode())
+    call.cost_usd = model.pricing.cost_usd(call.prompt_tokens, 0)
+    call.usage_estimated = True
+    pool = state.upstream
+    try:
+        if body.get("stream"):
+            stream = await cancel_on_disconnect(request.receive, pool.chat_stream(model, body))
+        else:
+            result = await cancel_on_disconnect(request.receive, pool.chat(model, body))
+    except UpstreamError as exc:  # refused or failed before any reply: nothing was billed
+        call.status, call.error, call.attempts = call_status(exc), exc.message, exc.attempts
+        call.prompt_tokens, call.cost_usd, call.usage_estimated = 0, 0.0, False
+        raise
     if body.get("stream"):
-        stream = await pool.chat_stream(model, body)
-        chunks = _relay(stream, model, started)
-        if account is not None:
-            chunks = account.stream(chunks, upstream=stream)
+        call.attempts = stream.attempts
+        life.streamed = True
+        relay = _Relay(stream, call, life, include_usage=_wants_usage(body))
+        headers = {**_forwarded(stream.headers), **wire.STREAM_HEADERS}
+        headers["x-router-models"] = model.name
 
         async def finished(error: BaseException | None) -> None:
-            # both are closed by the body's end already, unless the body never started
-            await stream.aclose()
-            if account is not None:
-                await account.close(error)
+            await stream.aclose()  # already closed by the body's end, unless it never started
+            relay.account()
+            await life.close(error)
 
-        return EventStreamResponse(
-            chunks, headers={"x-router-models": model.name}, finished=finished
-        )
-    result = await pool.chat(model, body)
-    if account is not None:
-        account.passthrough_result(result)
-    latency = time.perf_counter() - started
-    payload = result.body
-    usage = payload.get("usage")
-    if isinstance(usage, dict):
-        usage["cost"] = result.cost_usd
-        content = orjson.dumps(payload)
-    else:
-        content = result.content
-    headers = {
-        k: v for k, v in result.headers.items() if k not in ("content-type", "content-length")
-    }
-    headers.update(_accounting_headers(model, result.cost_usd, latency))
+        return EventStreamResponse(relay.events(), headers=headers, finished=finished)
+    usage = result.usage
+    call.status, call.attempts = "ok", result.attempts
+    call.latency_ms = result.latency_s * 1000
+    call.prompt_tokens = usage.prompt_tokens if usage else 0
+    call.completion_tokens = usage.completion_tokens if usage else 0
+    call.cost_usd, call.usage_estimated = result.cost_usd, False
+    trace = life.trace_so_far()
+    headers = {**_forwarded(result.headers), **wire.router_headers(trace)}
     return Response(
-        content, status_code=result.status_code, media_type="application/json", headers=headers
+        wire.passthrough_completion(result.body, trace, result.cost_usd),
+        status_code=result.status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 
-async def _relay(stream: UpstreamStream, model: ModelSpec, started: float) -> AsyncIterator[bytes]:
-    last_id = "chatcmpl-passthrough"
-    async with stream:
+class _Relay:
+    """The events of one passthrough stream, and what it spent (into ``call``)."""
+
+    def __init__(
+        self,
+        stream: UpstreamStream,
+        call: UpstreamCall,
+        life: RequestLifecycle,
+        *,
+        include_usage: bool,
+    ) -> None:
+        self._stream = stream
+        self._call = call
+        self._life = life
+        self._include_usage = include_usage
+        self._cut_off: UpstreamError | None = None  # the stream ended early, cleanly
+        self._accounted = False
+
+    def account(self) -> None:
+        """Copy the stream's usage into the call record (once its events have ended)."""
+        if self._accounted:
+            return
+        self._accounted = True
+        stream, call = self._stream, self._call
+        if stream.usage is not None:
+            call.prompt_tokens = stream.usage.prompt_tokens
+            call.completion_tokens = stream.usage.completion_tokens
+            call.cost_usd = stream.cost_usd
+            call.usage_estimated = stream.usage_estimated
+        error = stream.error or self._cut_off
+        if error is not None:
+            call.status, call.error = call_status(error), error.message
+        elif call.status == "pending":
+            call.status = "ok"
+
+    async def events(self) -> AsyncIterator[bytes]:
+        held: bytes | None = None  # the finish chunk, when the router object rides on it
+        head: dict[str, Any] = {}  # the first chunk's fields (the stream's id, model, created)
+        upstream_usage: dict[str, Any] | None = None
+        finished = False
+        life = self._life
         try:
-            async for event in stream:
+            async for event in self._stream.events(drop_injected_usage=False):
                 if is_done(event):
                     continue
+                if is_comment(event):
+                    yield event
+                    continue
+                if not head:
+                    head = _json(event) or {"id": None}
+                    life.first_token()
+                found = usage_event(event)
+                if found is not None and found.usage_only:
+                    upstream_usage = _json(event)  # sent last, with cost, if asked for
+                    continue
+                if held is not None:  # more after the finish chunk: it was not the last
+                    yield held
+                    held = None
+                if _FINISHED.search(event) is not None:
+                    finished = True
+                    if not self._include_usage:
+                        held = event
+                        continue
                 yield event
-        except UpstreamError as exc:
-            yield sse_error_event(exc)
-            yield _DONE
+        except UpstreamError as exc:  # stalled, broke off, or ran past its bound
+            life.failed(exc)
+            yield wire.error_event(classify(exc))
+            yield wire.DONE
             return
-    usage = stream.usage
-    prompt = usage.prompt_tokens if usage else 0
-    completion = usage.completion_tokens if usage else 0
-    final: dict[str, Any] = {
-        "id": last_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model.name,
-        "choices": [],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "cost": stream.cost_usd,
-        },
-        "router": _router_totals(
-            model, stream.cost_usd, time.perf_counter() - started, stream.usage_estimated
-        ),
-    }
-    yield b"data: " + orjson.dumps(final) + b"\n\n"
-    yield _DONE
+        if not (self._stream.done or finished):
+            error = UpstreamBadResponseError(
+                f"{self._call.model.name}: the upstream stream ended before its end "
+                "(no finish reason, no [DONE]): the reply is incomplete"
+            )
+            self._cut_off = error
+            life.failed(error)
+            yield wire.error_event(classify(error))
+            yield wire.DONE
+            return
+        self.account()
+        trace = life.trace_so_far()
+        if self._include_usage:
+            if held is not None:
+                yield held
+            yield wire.passthrough_usage_chunk(upstream_usage, head, trace)
+        elif held is not None:
+            data = _json(held)
+            yield (
+                held if data is None else wire.merged_event(data, router=wire.router_object(trace))
+            )
+        yield wire.DONE
+
+
+def _json(event: bytes) -> dict[str, Any] | None:
+    data = event_data(event)
+    if data is None:
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

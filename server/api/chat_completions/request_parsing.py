@@ -8,6 +8,7 @@ anything else in the context changes their behaviour. Passthrough requests are f
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -18,18 +19,29 @@ from server.api.chat_completions.protocol import ChatCompletionRequest, ChatMess
 from server.errors import APIError, bad_request
 
 
-async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The request's JSON object; 413 above ``max_bytes``, 400 for anything not a JSON object."""
+async def read_json_body(request: Request, max_bytes: int, timeout_s: float) -> dict[str, Any]:
+    """The request's JSON object: 413 above ``max_bytes``, 408 when it has not all arrived
+    within ``timeout_s``, 400 for anything not a JSON object. A client that leaves while
+    sending raises Starlette's ``ClientDisconnect`` (counted 499)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise APIError(
+            408,
+            f"The request body did not arrive within {timeout_s:g} s.",
+            code="request_timeout",
+            headers={"connection": "close"},
+        ) from None
     raw = b"".join(chunks)
     if not raw:
         raise bad_request("The request body is empty: send a JSON chat completion request.")

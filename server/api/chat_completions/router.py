@@ -25,7 +25,7 @@ PATH = "/v1/chat/completions"
 async def chat_completions(request: Request) -> Response:
     try:
         return await create_chat_completion(request)
-    except Exception as exc:  # every failure becomes the OpenAI envelope, logged once
+    except Exception as exc:  # create_chat_completion maps its own; this is the last guard
         return error_response(exc)
 
 

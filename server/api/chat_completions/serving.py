@@ -1,27 +1,37 @@
 """Serving ``POST /v1/chat/completions``: a router profile runs an episode, a registry model is
-passed through, anything else is a 404."""
+passed through, anything else is a 404.
+
+Every request is one :class:`~server.lifecycle.request.RequestLifecycle`: opened first,
+closed exactly once (here for a plain response or a failure; by the stream's end for a
+stream), whatever ends it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from router_model.registry import Registry, RouterProfile
-from server.aio import aclose
-from server.api.chat_completions.event_stream import EventStreamResponse
-from server.api.chat_completions.passthrough import passthrough
-from server.api.chat_completions.protocol import (
-    AssistantMessage,
-    ChatCompletion,
-    Choice,
-    Usage,
+from router_model.episode.aio import aclose
+from router_model.episode.events import (
+    AnswerDelta,
+    EpisodeEvent,
+    EpisodeFinished,
+    ReasoningDelta,
+    RouteFinished,
+    RouteStarted,
 )
+from router_model.episode.loop import EpisodeRun
+from router_model.episode.settings import PolicyOverrides
+from router_model.registry import Registry, RouterProfile
+from server.api.chat_completions import wire
+from server.api.chat_completions.event_stream import EventStreamResponse
+from server.api.chat_completions.passthrough import serve_passthrough
 from server.api.chat_completions.request_parsing import (
     client_stop,
     parse_chat_request,
@@ -29,70 +39,58 @@ from server.api.chat_completions.request_parsing import (
     read_json_body,
     reject_unsupported,
 )
-from server.episode.events import (
-    AnswerDelta,
-    EpisodeEvent,
-    ReasoningDelta,
-    RouteFinished,
-    RouteStarted,
-)
-from server.episode.loop import PolicyOverrides
-from server.episode.result import EpisodeResult
-from server.errors import APIError, bad_request, model_not_found, sse_error_event
-from server.operations.accounting import RequestAccount
+from server.api.disconnect import cancel_on_disconnect
+from server.deps import app_state, authenticate
+from server.errors import bad_request, classify, error_response, model_not_found
+from server.lifecycle.request import RequestLifecycle
 from server.request_id import request_id_of
-from server.state import ServingState
+from server.state import AppState
 from server.upstream.cache import CACHE_HEADER, cache_wanted
-
-T = TypeVar("T")
-
-_DONE = b"data: [DONE]\n\n"
-
-
-def state_of(request: Request) -> ServingState:
-    state: ServingState = request.app.state.serving
-    return state
 
 
 async def create_chat_completion(request: Request) -> Response:
-    state = state_of(request)
-    account = await state.ops.open_account(request)  # the caller: 401, 429, 402
+    state = app_state(request)
+    life = state.recorder.open(request_id_of(request.scope))
     try:
-        response = await _serve(request, state, account)
-    except BaseException as exc:
-        await account.close(exc)
+        response = await _serve(request, state, life)
+    except asyncio.CancelledError as exc:  # shutdown: recorded, and not swallowed
+        await life.close(exc)
         raise
-    if not isinstance(response, EventStreamResponse):  # a stream closes its account at its end
-        await account.close()
+    except Exception as exc:
+        await life.close(exc)
+        return error_response(exc, log=False)  # the lifecycle logged it if unexpected
+    if not isinstance(response, EventStreamResponse):  # a stream closes it at its end
+        await life.close()
     return response
 
 
-async def _serve(request: Request, state: ServingState, account: RequestAccount) -> Response:
-    body = await read_json_body(request, state.settings.max_request_bytes)
+async def _serve(request: Request, state: AppState, life: RequestLifecycle) -> Response:
+    life.caller = authenticate(state, request.headers)
+    await state.access.admit(life.caller)
+    settings = state.settings
+    body = await read_json_body(request, settings.max_request_bytes, settings.http.body_timeout_s)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request(
             "model: is required (a router profile or a registry model)", param="model"
         )
-    registry = state.registry()
+    registry = state.registry.get()
     profile = registry.profile(model)
     if profile is not None:
-        account.serving_profile(profile)
-        return await _serve_episode(request, state, registry, profile, body, account)
+        return await _serve_episode(request, state, registry, profile, body, life)
     spec = registry.model(model)
     if spec is not None:
-        account.serving_model(spec)
-        return await passthrough(state.upstream, spec, body, account)
+        return await serve_passthrough(request, state, spec, body, life)
     raise model_not_found(model)
 
 
 async def _serve_episode(
     request: Request,
-    state: ServingState,
+    state: AppState,
     registry: Registry,
     profile: RouterProfile,
     body: dict[str, Any],
-    account: RequestAccount,
+    life: RequestLifecycle,
 ) -> Response:
     chat = parse_chat_request(body)
     reject_unsupported(chat)
@@ -105,118 +103,119 @@ async def _serve_episode(
         stop=tuple(client_stop(chat)),
     )
     cache = cache_wanted(request.headers.get(CACHE_HEADER), body)
-    runner = state.runner(registry, profile, cache=cache)
-    request_id = request_id_of(request.scope)
-    if chat.stream:
-        events = account.watch(runner.run(question, overrides, request_id=request_id))
-        try:
-            first = await anext(events)  # engine failures here still get a proper status
-        except BaseException:
-            await events.aclose()
-            raise
-        return EventStreamResponse(
-            account.stream(_sse(first, events, profile.name, request_id)), finished=account.close
+    runner = state.runners.runner(registry, profile, cache=cache)
+    run = runner.start(question, overrides, request_id=life.request_id)
+    life.serving_episode(profile, run)
+    fields = state.settings.stream.reasoning_fields
+    if not chat.stream:
+        await cancel_on_disconnect(request.receive, _play(run))
+        result = run.result()
+        content = wire.episode_completion(
+            result.trace,
+            answer=result.answer_text,
+            reasoning=result.context.response_text,
+            finish_reason=result.finish_reason,
+            model=profile.name,
+            fields=fields,
         )
-    result = await _cancel_on_disconnect(
-        request, account.play(runner.run(question, overrides, request_id=request_id))
+        return Response(
+            content, media_type="application/json", headers=wire.router_headers(result.trace)
+        )
+    life.streamed = True
+    events = run.events()
+    try:  # failures before the first byte still get a real status
+        first = await cancel_on_disconnect(request.receive, anext(events))
+    except BaseException:
+        await events.aclose()
+        raise
+    include_usage = chat.stream_options is not None and chat.stream_options.include_usage
+    chunks = wire.EpisodeChunks(
+        life.request_id, profile.name, fields=fields, include_usage=include_usage
     )
-    return _completion_response(result, profile.name, request_id)
+    keepalive_s = state.settings.stream.keepalive_interval_s
+    return EventStreamResponse(
+        _episode_stream(first, events, chunks, life, keepalive_s),
+        headers=wire.STREAM_HEADERS,
+        finished=life.close,
+    )
 
 
-async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``, cancelling it (and its engine and upstream calls) if the client leaves."""
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
+async def _play(run: EpisodeRun) -> None:
+    async with aclosing(run.events()) as events:
+        async for _ in events:
             pass
 
-    watcher = asyncio.ensure_future(disconnected())
+
+async def _episode_stream(
+    first: EpisodeEvent,
+    events: AsyncGenerator[EpisodeEvent, None],
+    chunks: wire.EpisodeChunks,
+    life: RequestLifecycle,
+    keepalive_s: float,
+) -> AsyncIterator[bytes]:
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        yield chunks.role()
+        for data in _event_bytes(chunks, first, life):
+            yield data
+        async with aclosing(_with_keepalive(first, events, keepalive_s)) as paced:
+            async for event in paced:
+                if event is None:
+                    yield wire.KEEPALIVE
+                    continue
+                for data in _event_bytes(chunks, event, life):
+                    yield data
+    except Exception as exc:  # after the first byte, errors travel in the stream
+        life.failed(exc)
+        yield wire.error_event(classify(exc))
+        yield wire.DONE
     finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled():
-        raise APIError(499, "The client closed the request.", code="client_closed_request")
-    return task.result()
+        await aclose(events)
 
 
-def _usage(result: EpisodeResult) -> Usage:
-    totals = result.trace.totals
-    return Usage(
-        prompt_tokens=result.usage.prompt_tokens,
-        completion_tokens=result.usage.completion_tokens,
-        total_tokens=result.usage.total_tokens,
-        cost=totals.cost_usd,
-    )
+async def _with_keepalive(
+    first: EpisodeEvent, events: AsyncGenerator[EpisodeEvent, None], interval_s: float
+) -> AsyncGenerator[EpisodeEvent | None, None]:
+    """The events after ``first``, and None whenever a route call (the only long silence
+    between events once a turn streams) has kept the stream quiet for ``interval_s``.
+
+    Only the wait after a ``RouteStarted`` runs in a task (a timed wait must not cancel the
+    episode's own step); token deltas are read directly, at no extra cost."""
+    slow = isinstance(first, RouteStarted)
+    while True:
+        if not slow:
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                return
+        else:
+            step = asyncio.ensure_future(anext(events))
+            try:
+                while not step.done():
+                    done, _ = await asyncio.wait({step}, timeout=interval_s)
+                    if not done:
+                        yield None
+                try:
+                    event = step.result()
+                except StopAsyncIteration:
+                    return
+            finally:
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+        slow = isinstance(event, RouteStarted)
+        yield event
 
 
-def _completion_response(result: EpisodeResult, profile: str, request_id: str) -> Response:
-    trace = result.trace
-    completion = ChatCompletion(
-        id=f"chatcmpl-{request_id}",
-        created=int(time.time()),
-        model=profile,
-        choices=[
-            Choice(
-                message=AssistantMessage(
-                    content=result.answer_text, reasoning_content=result.context.response_text
-                ),
-                finish_reason=result.finish_reason,
-            )
-        ],
-        usage=_usage(result),
-        router=trace.model_dump(mode="json"),
-    )
-    return Response(
-        orjson.dumps(completion.model_dump(mode="json")),
-        media_type="application/json",
-        headers=_router_headers(result),
-    )
-
-
-def _router_headers(result: EpisodeResult) -> dict[str, str]:
-    totals = result.trace.totals
-    return {
-        "x-router-cost-usd": f"{totals.cost_usd:.8f}",
-        "x-router-routes": str(totals.routes),
-        "x-router-models": ",".join(totals.models),
-        "x-router-latency-ms": f"{totals.total_ms:.1f}",
-    }
-
-
-class _ChunkWriter:
-    """Serialises ``chat.completion.chunk`` events of one streamed episode."""
-
-    def __init__(self, profile: str, request_id: str) -> None:
-        self._head = {
-            "id": f"chatcmpl-{request_id}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": profile,
-        }
-
-    def chunk(
-        self,
-        delta: dict[str, Any] | None,
-        *,
-        finish_reason: str | None = None,
-        **extra: Any,
-    ) -> bytes:
-        choices = (
-            [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-        )
-        payload = {**self._head, "choices": choices, **extra}
-        return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def _event_chunk(writer: _ChunkWriter, event: EpisodeEvent) -> list[bytes]:
+def _event_bytes(
+    chunks: wire.EpisodeChunks, event: EpisodeEvent, life: RequestLifecycle
+) -> list[bytes]:
     if isinstance(event, ReasoningDelta):
-        return [writer.chunk({"reasoning_content": event.text})]
+        life.first_token()
+        return [chunks.reasoning(event.text)]
     if isinstance(event, AnswerDelta):
-        return [writer.chunk({"content": event.text})]
+        life.first_token()
+        return [chunks.content(event.text)]
     if isinstance(event, RouteStarted):
         route = {
             "event": "route_started",
@@ -225,43 +224,10 @@ def _event_chunk(writer: _ChunkWriter, event: EpisodeEvent) -> list[bytes]:
             "model": event.model,
             "query": event.query,
         }
-        return [writer.chunk({"reasoning_content": ""}, router=route)]
+        return [chunks.router_event(route)]
     if isinstance(event, RouteFinished):
-        step = event.step
-        shown = step.reply_excerpt if step.reply_excerpt is not None else "None"
-        route = {"event": "route_finished", "step": step.model_dump(mode="json")}
-        return [
-            writer.chunk(
-                {"reasoning_content": f"\n\n<information>{shown}</information>\n\n"}, router=route
-            )
-        ]
+        route = {"event": "route_finished", "step": event.step.model_dump(mode="json")}
+        return [chunks.router_event(route, event.observation)]
+    assert isinstance(event, EpisodeFinished)
     result = event.result
-    return [
-        writer.chunk({}, finish_reason=result.finish_reason),
-        writer.chunk(
-            None,
-            usage=_usage(result).model_dump(mode="json"),
-            router=result.trace.model_dump(mode="json"),
-        ),
-    ]
-
-
-async def _sse(
-    first: EpisodeEvent,
-    events: AsyncIterator[EpisodeEvent],
-    profile: str,
-    request_id: str,
-) -> AsyncIterator[bytes]:
-    writer = _ChunkWriter(profile, request_id)
-    try:
-        yield writer.chunk({"role": "assistant", "content": ""})
-        for data in _event_chunk(writer, first):
-            yield data
-        async for event in events:
-            for data in _event_chunk(writer, event):
-                yield data
-    except Exception as exc:  # after the first byte, errors travel in the stream
-        yield sse_error_event(exc)
-    finally:
-        await aclose(events)
-    yield _DONE
+    return list(chunks.end(result.trace, result.finish_reason))

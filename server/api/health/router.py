@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from server.api.chat_completions.serving import state_of
+from server.deps import StateDep
 from server.errors import APIError, error_response
 from server.operations.status import operations_status
 
@@ -20,14 +20,14 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", response_model=None)
-async def ready(request: Request) -> dict[str, Any] | Response:
-    state = state_of(request)
-    engines = await state.engines.readiness(state.registry())
+async def ready(state: StateDep) -> dict[str, Any] | Response:
+    registry = state.registry.get()
+    engines = await state.engines.readiness(registry)
     body: dict[str, Any] = {
-        "registry": {"source": state.registry().source, "loaded": True},
+        "registry": {"source": registry.source, "loaded": True},
         "policy_engines": engines,
     }
-    body.update(await operations_status(state.ops))  # informational: never makes it unready
+    body.update(await operations_status(state))  # informational: never makes it unready
     down = sorted(name for name, up in engines.items() if not up)
     if down:
         message = "Policy engine not reachable for profile(s): " + ", ".join(down)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from server.api.chat_completions.serving import state_of
+from server.deps import StateDep
 from server.errors import APIError
 from server.metrics.exposition import render
 
@@ -13,9 +13,8 @@ router = APIRouter()
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    ops = state_of(request).ops
-    if not ops.settings.metrics_enabled:
+async def metrics(state: StateDep) -> Response:
+    if not state.settings.metrics.enabled:
         raise APIError(404, "Metrics are turned off (ROUTER_R1_METRICS_ENABLED).", code="not_found")
-    body, content_type = render(ops.metrics)
+    body, content_type = render(state.metrics)
     return Response(body, media_type=content_type)

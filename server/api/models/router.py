@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from router_model.registry import Registry
-from server.api.chat_completions.serving import state_of
+from server.deps import CallerDep, StateDep
 from server.errors import model_not_found
 
 router = APIRouter()
@@ -53,16 +53,16 @@ def _model_card(registry: Registry, name: str) -> dict[str, Any] | None:
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    registry = state_of(request).registry()
+async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    registry = state.registry.get()
     cards = [_profile_card(registry, p.name) for p in registry.profiles]
     cards += [_model_card(registry, m.name) for m in registry.models]
     return {"object": "list", "data": [card for card in cards if card is not None]}
 
 
 @router.get("/v1/models/{model_id:path}")
-async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
-    registry = state_of(request).registry()
+async def retrieve_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    registry = state.registry.get()
     card = _profile_card(registry, model_id) or _model_card(registry, model_id)
     if card is None:
         raise model_not_found(model_id)

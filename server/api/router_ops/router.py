@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from server.api.chat_completions.serving import state_of
+from server.deps import CallerDep, StateDep
 from server.errors import APIError
 from server.store.base import StoreUnavailable
 from server.store.windows import budget_window, minute_window
@@ -27,18 +27,16 @@ def _store_unavailable() -> APIError:
 
 
 @router.get("/v1/router/traces/{request_id}", response_model=None)
-async def get_trace(request_id: str, request: Request) -> Response:
-    ops = state_of(request).ops
-    caller = ops.access.authenticate(request.headers.get("authorization"))
+async def get_trace(request_id: str, state: StateDep, caller: CallerDep) -> Response:
     try:
-        stored = await ops.traces.get(request_id)
+        stored = await state.traces.get(request_id)
     except StoreUnavailable:
         raise _store_unavailable() from None
     if stored is None or not caller.may_read(stored.owner):
         raise APIError(
             404,
             f"No trace for request {request_id!r}: traces are kept "
-            f"{ops.traces.ttl_s:g} s and shown only to the key that made the request.",
+            f"{state.traces.ttl_s:g} s and shown only to the key that made the request.",
             param="request_id",
             code="trace_not_found",
         )
@@ -46,11 +44,9 @@ async def get_trace(request_id: str, request: Request) -> Response:
 
 
 @router.get("/v1/router/usage")
-async def get_usage(request: Request) -> dict[str, Any]:
-    ops = state_of(request).ops
-    caller = ops.access.authenticate(request.headers.get("authorization"))
+async def get_usage(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     try:
-        usage = await ops.access.usage(caller)
+        usage = await state.access.usage(caller)
     except StoreUnavailable:
         raise _store_unavailable() from None
     key = caller.key

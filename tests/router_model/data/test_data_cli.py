@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from router_model.data import read_parquet
-from server.cli import app
+from router_r1.cli import app
 from tests.fakes.registry import REGISTRY_FILE
 
 

@@ -15,8 +15,8 @@ import uvicorn
 from typer.testing import CliRunner
 
 from router_model.eval import SMOKE_FILE, load_questions
+from router_r1.cli import app
 from server.app import create_app
-from server.cli import app
 from server.settings import Settings
 from tests.fakes.registry import default_registry
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
@@ -40,7 +40,7 @@ def proxy_url() -> Iterator[str]:
         }
     )
     gateway = create_app(
-        Settings(upstream_backoff_s=0.001, upstream_total_timeout_s=5.0),
+        Settings.from_flat(dict(upstream_backoff_base_s=0.001, upstream_total_timeout_s=5.0)),
         registry=default_registry(),
         engine_transport=httpx.ASGITransport(app=engine.app),
         upstream_transport=httpx.ASGITransport(app=upstream.app),

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from router_model.episode.engine import GenerationParams
 from router_model.training.engine import SampledTokens
-from server.engines.base import GenerationParams
 from tests.fakes.toy_tokenizer import EOS_ID, ToyTokenizer
 
 QWEN = "Qwen2.5-7B-Instruct"

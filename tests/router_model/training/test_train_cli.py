@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from router_model.training.config import TrainConfig, apply_assignments, parse_assignment
 from router_model.training.launch import build_launch, hydra_value
-from server.cli import app
+from router_r1.cli import app
+from router_r1.upstreams import UPSTREAMS
 
 REPO = Path(__file__).resolve().parents[3]
 PPO = REPO / "configs/verl/router_r1_ppo_qwen2.5-3b.yaml"
@@ -56,7 +57,7 @@ def test_verl_dry_run_writes_the_agent_loop_file(tmp_path: Path) -> None:
         TrainConfig.from_file(PPO),
         ["router.cost_coefficient=0.9", "overrides.trainer.total_training_steps=3"],
     )
-    argv = build_launch(config, run_dir, "python3").argv
+    argv = build_launch(config, run_dir, "python3", upstreams=UPSTREAMS).argv
     assert "trainer.total_training_steps=3" in argv
     assert "actor_rollout_ref.rollout.agent.default_agent_loop=router_r1" in argv
     assert "reward.custom_reward_function.path='pkg://router_model.training.verl.reward'" in argv
@@ -70,7 +71,7 @@ def test_verl_dry_run_writes_the_agent_loop_file(tmp_path: Path) -> None:
 
 
 def test_trl_launch(tmp_path: Path) -> None:
-    launch = build_launch(TrainConfig.from_file(SMOKE), tmp_path, "py")
+    launch = build_launch(TrainConfig.from_file(SMOKE), tmp_path, "py", upstreams=UPSTREAMS)
     assert launch.argv[:3] == ["py", "-m", "router_model.training.trl.run"]
     assert str(REPO) in launch.env["PYTHONPATH"]
     (config_file,) = launch.files
@@ -87,7 +88,7 @@ def test_bad_configs_are_one_line_errors(tmp_path: Path) -> None:
         parse_assignment("novalue")
     limited = apply_assignments(TrainConfig.from_file(PPO), ["router.limits.max_routes=2"])
     with pytest.raises(ValueError, match=r"router\.limits"):
-        build_launch(limited, tmp_path, "py")
+        build_launch(limited, tmp_path, "py", upstreams=UPSTREAMS)
 
 
 def test_hydra_values() -> None:

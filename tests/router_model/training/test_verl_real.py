@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.local.checkpoints import converted_smollm2_dir, require_converted
+from local_stack.checkpoints import converted_smollm2_dir, require_converted
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = Path(__file__).with_name("verl_check.py")

@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
+from router_model.episode.engine import GenerationParams
+from router_model.episode.route import RouteCaller
 from router_model.registry import Registry
 from router_model.training.engine import SampledTokens, TokenGenerator
 from router_model.training.trl.sampler import TransformersSampler
 from router_model.training.trl.trainer import build_grpo_trainer
-from server.engines.base import GenerationParams
-from server.upstream.reply import RouteCaller
 from tests.fakes.registry import default_registry, router_profile
 from tests.fakes.route_caller import FakeRouteCaller
 

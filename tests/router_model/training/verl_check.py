@@ -16,6 +16,8 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +36,25 @@ from verl.experimental.agent_loop.agent_loop import (
 from verl.trainer.ppo.reward import get_custom_reward_fn
 from verl.workers.rollout.replica import TokenOutput
 
+from router_model.episode.route import RouteCaller
 from router_model.protocol.observation import format_observation
 from router_model.registry import Registry
 from router_model.training.config import TrainConfig
-from router_model.training.engine import HFTokenizer
 from router_model.training.launch import agent_loop_file, hydra_value, verl_overrides
-from router_model.training.rollout import RolloutCore
-from router_model.training.verl.shared import SharedRollout
 from tests.fakes.route_caller import FakeRouteCaller
 
 REPO = Path(__file__).resolve().parents[3]
 QWEN = "Qwen2.5-7B-Instruct"
 REPLY = "Leo Tolstoy wrote War and Peace."
+FAKE_UPSTREAMS = "tests.router_model.training.verl_check:fake_upstreams"
+
+
+@asynccontextmanager
+async def fake_upstreams(registry: Registry, total_timeout_s: float) -> AsyncIterator[RouteCaller]:
+    """What the agent loop calls its routes through in this check (named by FAKE_UPSTREAMS)."""
+    yield FakeRouteCaller({QWEN: REPLY})
+
+
 TURNS = [
     f"<think>Ask Qwen.</think>\n<search> {QWEN}:who wrote War and Peace </search>",
     "<think>Known now.</think>\n<answer> Leo Tolstoy </answer>",
@@ -105,14 +114,8 @@ def compose_configs(run_dir: Path) -> dict[str, Any]:
 async def run_agent_loop(model_dir: str, run_dir: Path, reward_fn: Any) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = TrainConfig.from_file(REPO / "configs" / "verl" / "router_r1_ppo_qwen2.5-3b.yaml")
-    entry = yaml.safe_load(agent_loop_file(config))[0]
-    registry = Registry.from_file(entry["registry"], environ={})
-    # the worker's shared rollout, with fake upstreams instead of the real pool
-    loop = asyncio.get_running_loop()
-    key = (entry["registry"], entry["profile"], id(loop))
-    caller = FakeRouteCaller({QWEN: REPLY})
-    core = RolloutCore.for_profile(registry, entry["profile"], caller, HFTokenizer(tokenizer))
-    SharedRollout._instances[key] = SharedRollout(core, pool=None)  # type: ignore[arg-type]
+    # the agent loop builds its upstreams from the factory the file names: fakes here
+    entry = yaml.safe_load(agent_loop_file(config, FAKE_UPSTREAMS))[0]
 
     rollout_cfg = {"prompt_length": 2048, "response_length": 512}
     trainer_config = OmegaConf.create({"actor_rollout_ref": {"rollout": rollout_cfg}, "data": {}})

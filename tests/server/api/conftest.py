@@ -43,9 +43,9 @@ async def running_gateway(
 ) -> AsyncIterator[Gateway]:
     engine = engine or FakeVLLM()
     upstream = upstream or FakeUpstream()
-    defaults: dict[str, Any] = {"upstream_backoff_s": 0.001, "upstream_total_timeout_s": 2.0}
+    defaults: dict[str, Any] = {"upstream_backoff_base_s": 0.001, "upstream_total_timeout_s": 2.0}
     app = create_app(
-        Settings(**{**defaults, **settings}),
+        Settings.from_flat({**defaults, **settings}),
         registry=registry or default_registry(),
         engine_transport=httpx.ASGITransport(app=engine.app),
         upstream_transport=httpx.ASGITransport(app=upstream.app),

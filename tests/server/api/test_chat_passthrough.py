@@ -52,15 +52,43 @@ async def test_passthrough_stream_is_verbatim_and_ends_with_accounting(gateway: 
         )
     events = [e for e in response.text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
+    assert response.headers["x-accel-buffering"] == "no"
+    # no usage chunk (the client did not ask); the router object rides on the finish chunk
     final = json.loads(events[-2].removeprefix("data: "))
-    assert final["choices"] == []
-    assert final["usage"]["completion_tokens"] == 3
-    assert final["usage"]["cost"] > 0
-    assert final["router"]["models"] == ["Gemma-2-27B-Instruct"]
-    relayed = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert final["choices"][0]["finish_reason"] == "stop"
+    assert final["router"]["mode"] == "passthrough"
+    assert final["router"]["totals"]["models"] == ["Gemma-2-27B-Instruct"]
+    assert final["router"]["totals"]["upstream_completion_tokens"] == 3
+    assert final["router"]["totals"]["cost_usd"] > 0
+    relayed = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in relayed) == "one two three "
     assert all("usage" not in c for c in relayed)  # the client did not ask for usage chunks
+    assert len({c["id"] for c in relayed}) == 1  # the stream's own id throughout
     assert upstream.calls[0].body["stream_options"] == {"include_usage": True}
+
+
+async def test_passthrough_stream_with_usage_merges_cost_into_the_upstreams_chunk(
+    gateway: Any,
+) -> None:
+    upstream = FakeUpstream({GEMMA: UpstreamScript(reply="one two", completion_tokens=2)})
+    async with gateway(upstream=upstream) as gw:
+        response = await gw.http.post(
+            "/v1/chat/completions",
+            json={
+                "model": "Gemma-2-27B-Instruct",
+                "messages": MESSAGES,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        )
+    events = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n")[:-2]]
+    usage_chunks = [e for e in events if e.get("usage")]
+    assert usage_chunks == [events[-1]]  # one usage chunk, the last one
+    final = events[-1]
+    assert final["choices"] == []
+    assert final["usage"]["completion_tokens"] == 2
+    assert final["usage"]["cost"] == final["router"]["totals"]["cost_usd"] > 0
+    assert final["id"] == events[0]["id"]
 
 
 async def test_passthrough_stream_through_the_sdk(gateway: Any) -> None:
@@ -88,8 +116,9 @@ async def test_passthrough_stream_without_upstream_usage_is_estimated(gateway: A
             json={"model": "Gemma-2-27B-Instruct", "messages": MESSAGES, "stream": True},
         )
     final = json.loads([e for e in response.text.split("\n\n") if e][-2].removeprefix("data: "))
-    assert final["usage"]["cost"] > 0
-    assert final["router"]["usage_estimated"] is True
+    (step,) = final["router"]["steps"]
+    assert step["usage_estimated"] is True
+    assert step["cost_usd"] > 0
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def _gateway(
     engine: FakeVLLM | None = None, upstream: FakeUpstream | None = None, **settings: Any
 ) -> Any:
     return create_app(
-        Settings(**settings),
+        Settings.from_flat(settings),
         registry=default_registry(),
         engine_transport=httpx.ASGITransport(app=(engine or FakeVLLM()).app),
         upstream_transport=httpx.ASGITransport(app=(upstream or FakeUpstream()).app),
@@ -102,7 +102,7 @@ async def test_leaving_a_stream_cancels_the_episode_and_closes_its_account() -> 
         started = time.perf_counter()
         sent = await _call_then_leave(app, body, leave_after_s=0.2)
         elapsed = time.perf_counter() - started
-        metrics = app.state.serving.ops.metrics
+        metrics = app.state.router_r1.metrics
         in_flight = metrics.registry.get_sample_value("router_r1_in_flight_requests")
         cancelled = metrics.registry.get_sample_value(
             "router_r1_requests_total", {"profile": "router-r1", "model": "router", "status": "499"}
@@ -128,7 +128,7 @@ async def test_leaving_before_a_passthrough_stream_starts_frees_everything() -> 
         sent = await asyncio.wait_for(
             _call_then_leave(app, body, leave_after_s=0.2, client_reads=False), timeout=5
         )
-        metrics = app.state.serving.ops.metrics
+        metrics = app.state.router_r1.metrics
         in_flight = metrics.registry.get_sample_value("router_r1_in_flight_requests")
         cancelled = metrics.registry.get_sample_value(
             "router_r1_requests_total",

@@ -11,8 +11,8 @@ from typing import Any
 from server.auth import AccessControl, KeyRing, hash_key
 from server.auth.key_watch import KeyFileWatcher
 from server.metrics import Metrics
-from server.operations.settings import OperationsSettings
 from server.store.factory import build_store
+from server.store.settings import RedisSettings
 
 
 def entry(key_id: str, key: str, **limits: Any) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def write(path: Path, content: list[dict[str, Any]] | str) -> None:
 
 def watched(path: Path, inline: str | None = None) -> tuple[AccessControl, KeyFileWatcher, Metrics]:
     metrics = Metrics()
-    store = build_store(OperationsSettings())
+    store = build_store(RedisSettings())
     access = AccessControl(KeyRing.load(path, inline), store, metrics)
     return access, KeyFileWatcher(path, access, metrics, inline=inline, interval_s=60), metrics
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from router_r1.cli import app
 from server.auth import KeyFileError, KeyRing, hash_key, new_key
-from server.cli import app
 
 HASH_A = hash_key("rr1-a")
 

@@ -111,7 +111,7 @@ async def test_a_stock_server_is_explained() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"detail": "Not Found"})
 
-    with pytest.raises(EngineError, match=r"server\.local\.llamacpp_server"):
+    with pytest.raises(EngineError, match=r"local_stack\.llamacpp_server"):
         await _engine(handler).chat_prompt_ids("Q?")
 
 

@@ -94,7 +94,7 @@ async def test_traffic_shows_up_in_the_metrics() -> None:
     )
     assert (
         value(
-            found, "router_r1_upstream_tokens_total", model="Qwen2.5-7B-Instruct", kind="completion"
+            found, "router_r1_upstream_tokens_total", model="Qwen2.5-7B-Instruct", kind="output"
         )
         > 0
     )

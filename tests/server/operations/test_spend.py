@@ -40,7 +40,10 @@ async def test_a_streamed_episode_is_charged_its_cost(gateway: Any) -> None:
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER]), upstream, api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)
         stream = await client.chat.completions.create(
-            model="router-r1", messages=QUESTION, stream=True
+            model="router-r1",
+            messages=QUESTION,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         costs = [chunk.usage.model_extra["cost"] async for chunk in stream if chunk.usage]
         assert len(costs) == 1
@@ -84,7 +87,10 @@ async def test_passthrough_plain_and_streamed_are_charged(gateway: Any) -> None:
         plain_cost = plain.usage.model_extra["cost"]
         assert await spend_of(gw, KEY_A) == pytest.approx(plain_cost)
         stream = await client.chat.completions.create(
-            model="Qwen2.5-7B-Instruct", messages=QUESTION, stream=True
+            model="Qwen2.5-7B-Instruct",
+            messages=QUESTION,
+            stream=True,
+            stream_options={"include_usage": True},
         )
         costs = [chunk.usage.model_extra["cost"] async for chunk in stream if chunk.usage]
         assert costs[-1] > 0

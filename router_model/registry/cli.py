@@ -1,0 +1,50 @@
+"""``router-r1 registry``: validate a registry file and list what it defines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from router_model.registry.loader import RegistryError
+from router_model.registry.registry import Registry
+
+registry_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the model registry.")
+
+DEFAULT_REGISTRY = "model_registry.yaml"
+
+
+def default_registry_path() -> Path:
+    return Path(os.environ.get("ROUTER_R1_REGISTRY", DEFAULT_REGISTRY))
+
+
+@registry_app.command("check")
+def registry_check(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Registry file (default: $ROUTER_R1_REGISTRY or ./model_registry.yaml)."
+        ),
+    ] = None,
+) -> None:
+    """Validate a registry file and list the profiles and models it defines."""
+    source = path or default_registry_path()
+    try:
+        registry = Registry.from_file(source)
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{source}: OK, {len(registry.profiles)} profiles, {len(registry.models)} models")
+    for profile in registry.profiles:
+        typer.echo(
+            f"profile {profile.name}: policy {profile.policy.model} ({profile.policy.engine}), "
+            f"template {profile.template}, pool {', '.join(profile.pool)}"
+        )
+    for model in registry.models:
+        endpoint = registry.endpoint(model.endpoint)
+        typer.echo(
+            f"model {model.name}: {model.upstream_model} at {endpoint.base_url}, "
+            f"${model.pricing.input_per_1m:g}/${model.pricing.output_per_1m:g} per 1M in/out"
+        )

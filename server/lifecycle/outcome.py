@@ -1,0 +1,42 @@
+"""What one finished request was, for everything that records it: one typed value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router_model.episode.trace import RouterTrace
+from server.auth.access import Caller
+from server.errors import APIError
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """Emitted once per chat request by :meth:`RequestLifecycle.close`; metrics, spend, the
+    stored trace, telemetry and the access log are all written from it.
+
+    ``profile``/``model`` are the metric labels (a profile name, ``passthrough`` or ``none``;
+    a model name, ``router`` or ``none``). ``trace`` is None when the request never reached
+    an episode or a model (refused, malformed); its totals are what the request spent.
+    """
+
+    request_id: str
+    caller: Caller | None
+    profile: str
+    model: str
+    status: int
+    error: APIError | None
+    duration_s: float
+    ttft_s: float | None
+    streamed: bool
+    trace: RouterTrace | None
+
+    @property
+    def tokens(self) -> int:
+        if self.trace is None:
+            return 0
+        totals = self.trace.totals
+        return totals.prompt_tokens + totals.completion_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return 0.0 if self.trace is None else self.trace.totals.cost_usd
