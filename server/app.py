@@ -28,6 +28,8 @@ from server.auth.key_watch import KeyFileWatcher
 from server.auth.keys import KeyRing
 from server.background import BackgroundWork
 from server.deps import STATE_KEY
+from server.engines.health import EngineHealthPoller
+from server.engines.pool import EnginePool
 from server.errors import install_error_handlers
 from server.lifecycle.recorder import OutcomeRecorder
 from server.metrics.exposition import worker_exited
@@ -36,7 +38,7 @@ from server.operations.traces import TraceArchive
 from server.registry_watch import RegistryWatcher
 from server.request_id import RequestIdMiddleware
 from server.settings import Settings
-from server.state import AppState, EnginePool, RegistryHolder, RunnerCache
+from server.state import AppState, RegistryHolder, RunnerCache
 from server.store.base import SharedStore
 from server.store.factory import build_store
 from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transport
@@ -134,8 +136,15 @@ async def _build_state(
         else None
     )
     engine_client = await stack.enter_async_context(_engine_client(settings, engine_transport))
-    engines = EnginePool(engine_client, settings.ready_timeout_s)
+    engines = EnginePool(engine_client, settings.ready_timeout_s, settings.engine)
     stack.push_async_callback(engines.aclose)
+    engine_health = None
+    if settings.engine.health_interval_s > 0:
+        engine_health = EngineHealthPoller(
+            engines, holder.get, metrics, interval_s=settings.engine.health_interval_s
+        )
+        engine_health.start()
+        stack.push_async_callback(engine_health.aclose)
     runners = RunnerCache(engines, upstream, route_cache)
     registry_watcher = None
     if registry is None and settings.registry_reload_interval_s > 0:
@@ -173,6 +182,7 @@ async def _build_state(
         runners=runners,
         registry_watcher=registry_watcher,
         key_watcher=key_watcher,
+        engine_health=engine_health,
     )
 
 

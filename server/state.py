@@ -6,21 +6,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-import httpx
-
-from router_model.episode.engine import PolicyEngine
 from router_model.episode.loop import EpisodeRunner
 from router_model.episode.route import RouteCaller
-from router_model.episode.special_tokens import SpecialTokenGuard
 from router_model.protocol.grammar import action_grammar
-from router_model.registry import Endpoint, Registry, RouterProfile
+from router_model.registry import Registry, RouterProfile
 from server.auth.access import AccessControl
 from server.auth.key_watch import KeyFileWatcher
 from server.background import BackgroundWork
-from server.engines.factory import build_policy_engine
+from server.engines.health import EngineHealthPoller
+from server.engines.pool import EnginePool
 from server.lifecycle.recorder import OutcomeRecorder
 from server.metrics.metrics import Metrics
 from server.operations.traces import TraceArchive
@@ -50,50 +46,6 @@ class RegistryHolder:
 
     def swap(self, registry: Registry) -> None:
         self._current = registry
-
-
-class EnginePool:
-    """One policy engine client (and its special-token guard) per distinct (endpoint, model,
-    engine kind), all sharing one HTTP client.
-
-    Keyed by the whole endpoint entry, not its URL: a registry reload that changes its
-    timeouts or API key variable gets an engine built with them."""
-
-    def __init__(self, client: httpx.AsyncClient, ready_timeout_s: float) -> None:
-        self._client = client
-        self._ready_timeout_s = ready_timeout_s
-        self._engines: dict[tuple[Endpoint, str, str], tuple[PolicyEngine, SpecialTokenGuard]] = {}
-
-    def for_profile(
-        self, registry: Registry, profile: RouterProfile
-    ) -> tuple[PolicyEngine, SpecialTokenGuard]:
-        endpoint = registry.endpoint(profile.policy.endpoint)
-        key = (endpoint, profile.policy.model, profile.policy.engine)
-        found = self._engines.get(key)
-        if found is None:
-            engine = build_policy_engine(registry, profile, self._client)
-            found = self._engines[key] = (engine, SpecialTokenGuard(engine.tokenize))
-        return found
-
-    async def readiness(self, registry: Registry) -> dict[str, bool]:
-        """Per profile: is its policy engine serving? Bounded by ``ready_timeout_s``."""
-
-        async def probe(profile: RouterProfile) -> bool:
-            try:
-                engine, _ = self.for_profile(registry, profile)
-                async with asyncio.timeout(self._ready_timeout_s):
-                    return await engine.ready()
-            except Exception:
-                return False
-
-        profiles = registry.profiles
-        results = await asyncio.gather(*(probe(p) for p in profiles))
-        return {p.name: ok for p, ok in zip(profiles, results, strict=True)}
-
-    async def aclose(self) -> None:
-        for engine, _ in self._engines.values():
-            await engine.aclose()
-        self._engines.clear()
 
 
 class RunnerCache:
@@ -126,6 +78,7 @@ class RunnerCache:
                 profile,
                 grammar=profile_grammar(registry, profile),
                 guard=guard,
+                engines=engine,  # each episode pinned to one replica
             )
             self._runners[key] = runner
         return runner
@@ -149,3 +102,4 @@ class AppState:
     runners: RunnerCache
     registry_watcher: RegistryWatcher | None
     key_watcher: KeyFileWatcher | None
+    engine_health: EngineHealthPoller | None = None

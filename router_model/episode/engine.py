@@ -65,6 +65,8 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int | None = None  # prompt tokens reused from the engine's prefix cache
+    replica: str | None = None  # the server that generated it, when the engine has several
+    failover_from: tuple[str, ...] = ()  # servers that failed the episode since its last turn
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class GenerationChunk:
     """One piece of a streamed turn.
 
     Text chunks have ``finish_reason`` None. The last chunk of a stream is the only one
-    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty).
+    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty) and, from an
+    engine with several servers, which one served the turn (``replica``) and which failed the
+    episode since its previous turn (``failover_from``).
     """
 
     text: str
@@ -80,6 +84,8 @@ class GenerationChunk:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None  # prompt tokens reused from the engine's prefix cache
+    replica: str | None = None
+    failover_from: tuple[str, ...] = ()
 
     @property
     def is_final(self) -> bool:
@@ -139,4 +145,16 @@ class PolicyEngine(Protocol):
 
     async def aclose(self) -> None:
         """Release what the engine owns (never a shared HTTP client it was given)."""
+        ...
+
+
+class EpisodeEngines(Protocol):
+    """Hands each episode the engine it plays on, closed (``aclose``) when the episode ends.
+
+    The gateway's replica sets implement it: an episode's engine stays on one server for
+    every turn (so each turn re-prefills only its new tokens) and moves to another when that
+    server fails. The loop sees one :class:`PolicyEngine` per episode, never the replicas."""
+
+    def episode_engine(self, episode_id: str) -> PolicyEngine:
+        """The engine of the episode ``episode_id`` (it may name the episode to the server)."""
         ...

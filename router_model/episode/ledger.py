@@ -24,6 +24,7 @@ class Ledger:
     upstream_wait_s: float = 0.0
     routes: int = 0
     models: list[str] = field(default_factory=list)
+    upstream_calls: int = 0  # requests sent upstream, retries included (caps count them)
 
     def add_policy_turn(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Count one policy generation; returns its cost in USD."""
@@ -40,9 +41,17 @@ class Ledger:
             self.models.append(model)
 
     def add_upstream(
-        self, prompt_tokens: int, completion_tokens: int, cost_usd: float, usd_per_1m_output: float
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        usd_per_1m_output: float,
+        *,
+        attempts: int = 1,
     ) -> None:
-        """Count one upstream call; ``raw_cost`` uses completion tokens x output price."""
+        """Count one upstream call (``attempts`` requests sent: 0 for a cache hit); ``raw_cost``
+        uses completion tokens x output price."""
+        self.upstream_calls += attempts
         self.upstream_prompt_tokens += prompt_tokens
         self.upstream_completion_tokens += completion_tokens
         self.upstream_cost_usd += cost_usd
@@ -59,6 +68,7 @@ class Ledger:
         return RouterTotals(
             routes=self.routes,
             models=list(self.models),
+            upstream_calls=self.upstream_calls,
             cost_usd=self.cost_usd,
             policy_cost_usd=self.policy_cost_usd,
             upstream_cost_usd=self.upstream_cost_usd,

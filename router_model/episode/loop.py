@@ -38,6 +38,11 @@ Semantics (spec sections 1-3):
 - Every token paid for is in :meth:`EpisodeRun.result` whatever ends the episode: a
   failure or a cancellation records the turn or route call it cut off (with estimated
   tokens when the call's usage never arrived) before it propagates.
+- Caps (:mod:`router_model.episode.caps`): before each route call, its worst case must fit
+  in what is left of ``max_cost_usd`` and ``max_upstream_calls``; a route that does not is
+  not executed (``None`` observation, step status ``cost_cap``/``call_cap``).
+- With ``engines`` (a replica set), each episode plays on the engine it hands out for the
+  episode id, closed at the episode's end; the trace steps say which server served each turn.
 """
 
 from __future__ import annotations
@@ -50,8 +55,14 @@ from contextlib import aclosing
 from typing import Literal, TypeVar
 
 from router_model.episode.aio import aclose
+from router_model.episode.caps import worst_case_call_usd
 from router_model.episode.context import PolicyContext
-from router_model.episode.engine import EngineError, GenerationChunk, PolicyEngine
+from router_model.episode.engine import (
+    EngineError,
+    EpisodeEngines,
+    GenerationChunk,
+    PolicyEngine,
+)
 from router_model.episode.events import (
     AnswerDelta,
     AnswerSplitter,
@@ -89,7 +100,8 @@ class EpisodeRunner:
     """Runs Router-R1 episodes for one profile; safe to share between requests.
 
     ``guard`` neutralises special-token strings with the engine's tokenizer; share one per
-    engine (it remembers what it asked).
+    engine (it remembers what it asked). ``engines``: where each episode gets its own engine
+    (a replica set); without it every episode uses ``engine``.
     """
 
     def __init__(
@@ -102,8 +114,10 @@ class EpisodeRunner:
         *,
         grammar: str | None = None,
         guard: SpecialTokenGuard | None = None,
+        engines: EpisodeEngines | None = None,
     ) -> None:
         self.engine = engine
+        self.engines = engines
         self.route_caller = route_caller
         self.registry = registry
         self.profile = profile
@@ -176,6 +190,9 @@ class EpisodeRun:
         self.turn: TurnState | None = None
         self.deadline = 0.0
         self.started_at = time.time()
+        self.engine = (
+            runner.engine if runner.engines is None else runner.engines.episode_engine(request_id)
+        )
         self._t0 = runner.clock()
         self._final: EpisodeResult | None = None
 
@@ -223,7 +240,7 @@ class EpisodeRun:
         try:
             question = await self._wait(self.r.guard.neutralize(self.question), "policy")
             user_message = fill_policy_prompt(self.r.template, question)
-            prompt_ids = await self._wait(self.r.engine.chat_prompt_ids(user_message), "policy")
+            prompt_ids = await self._wait(self.engine.chat_prompt_ids(user_message), "policy")
             self.context = PolicyContext(
                 prompt_ids,
                 max_context_tokens=self.limits.max_context_tokens,
@@ -238,7 +255,7 @@ class EpisodeRun:
                     async for delta in deltas:
                         yield delta
                 turn.action = parse_action(turn.text)
-                ids = await self._wait(self.r.engine.tokenize(turn.text), "policy")
+                ids = await self._wait(self.engine.tokenize(turn.text), "policy")
                 self.context.append_turn(turn.text, ids)
                 if turn.action.kind is ActionKind.ANSWER:
                     self._record(turn)
@@ -262,6 +279,9 @@ class EpisodeRun:
             # a failure or a cancellation: keep what the cut-off call had spent, then go on
             self._record_cut_off(UPSTREAM_CANCELLED)
             raise
+        finally:
+            if self.engine is not self.r.engine:
+                await self.engine.aclose()  # the episode's own engine (its replica slot)
         self._final = self._result(outcome, answer)
         yield EpisodeFinished(self._final)
 
@@ -272,7 +292,7 @@ class EpisodeRun:
         context); answer deltas carry the answer block's content once more."""
         splitter = AnswerSplitter(self.settings.answer_stops)
         prompt = self.context.engine_prompt()
-        stream = self.r.engine.stream_generate(prompt, self.settings.params)
+        stream = self.engine.stream_generate(prompt, self.settings.params)
         text, fed, chunks = "", 0, 0
         final: GenerationChunk | None = None
         try:
@@ -308,6 +328,7 @@ class EpisodeRun:
         turn.prompt_tokens = final.prompt_tokens or 0
         turn.completion_tokens = final.completion_tokens or 0
         turn.cached_tokens = final.cached_tokens
+        turn.replica, turn.failover_from = final.replica, final.failover_from
         turn.policy_cost_usd = self.ledger.add_policy_turn(
             turn.prompt_tokens, turn.completion_tokens
         )
@@ -332,22 +353,35 @@ class EpisodeRun:
         spec = self.r.registry.model(turn.model) if turn.model is not None else None
         yield RouteStarted(turn.index, written, turn.model, query)
         turn.route_started = True
-        self.ledger.add_route(turn.model)
         reply_text: str | None = None
+        prompt = render_upstream_prompt(query)
+        refused = None if spec is None else self._cap_refusal(spec, prompt)
+        self.ledger.add_route(None if refused else turn.model)
         if spec is None:
             turn.model = None
             turn.upstream_status = UPSTREAM_UNKNOWN_MODEL
+        elif refused is not None:
+            turn.upstream_status = refused  # not executed: the policy gets None
         else:
-            reply_text = await self._call(turn, spec, render_upstream_prompt(query))
+            reply_text = await self._call(turn, spec, prompt)
         if reply_text is not None:
             reply_text = await self._wait(self.r.guard.neutralize(reply_text), "policy")
         observation = format_observation(reply_text)
-        ids = await self._wait(self.r.engine.tokenize(observation), "policy")
+        ids = await self._wait(self.engine.tokenize(observation), "policy")
         cap = self.limits.max_observation_tokens
         if len(ids) > cap:  # the context keeps the first ``cap`` ids; show their text
-            observation = await self._wait(self.r.engine.detokenize(ids[:cap]), "policy")
+            observation = await self._wait(self.engine.detokenize(ids[:cap]), "policy")
         piece = self.context.append_observation(observation, ids)
         yield RouteFinished(self._record(turn), piece.text)
+
+    def _cap_refusal(self, spec: ModelSpec, prompt: str) -> str | None:
+        """The cap this call's worst case would pass (``cost_cap``/``call_cap``), or None."""
+        worst = worst_case_call_usd(spec.pricing, prompt, self.limits.upstream_max_tokens)
+        return self.settings.caps.refusal(
+            spent_usd=self.ledger.cost_usd,
+            calls_made=self.ledger.upstream_calls,
+            worst_case_usd=worst,
+        )
 
     async def _call(self, turn: TurnState, spec: ModelSpec, prompt: str) -> str | None:
         """Call the upstream; its reply text, or None when the call failed."""
@@ -364,7 +398,11 @@ class EpisodeRun:
         turn.upstream_completion_tokens = reply.completion_tokens
         turn.upstream_cost_usd = reply.cost_usd
         self.ledger.add_upstream(
-            reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, spec.pricing.output_per_1m
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            reply.cost_usd,
+            spec.pricing.output_per_1m,
+            attempts=reply.attempts,
         )
         return reply.text if reply.succeeded else None
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from router_model.episode.caps import RequestCaps
 from router_model.episode.engine import GenerationParams
 from router_model.registry import RouterProfile
 
@@ -22,6 +23,8 @@ class PolicyOverrides:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     timeout_s: float | None = None
+    max_cost_usd: float | None = None
+    max_upstream_calls: int | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class EpisodeSettings:
     params: GenerationParams
     answer_stops: tuple[str, ...]
     deadline_s: float
+    caps: RequestCaps = field(default_factory=RequestCaps)
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -44,7 +48,8 @@ def resolve_settings(
 
     temperature ∈ [0, 2]; top_p ∈ [0.001, 1]; max_tokens (per turn) ∈ [1,
     ``max_turn_tokens``]; at most 4 non-empty stop strings; ``timeout_s`` can only
-    shorten ``deadline_s``.
+    shorten ``deadline_s``; ``max_cost_usd`` and ``max_upstream_calls`` can only lower the
+    profile's caps (:mod:`router_model.episode.caps`).
     """
     decoding, limits = profile.decoding, profile.limits
     temperature = decoding.temperature if overrides.temperature is None else overrides.temperature
@@ -63,4 +68,7 @@ def resolve_settings(
         seed=decoding.seed if overrides.seed is None else overrides.seed,
         grammar=grammar,
     )
-    return EpisodeSettings(params=params, answer_stops=stops, deadline_s=deadline)
+    caps = RequestCaps(limits.max_cost_usd, limits.max_upstream_calls).lowered(
+        overrides.max_cost_usd, overrides.max_upstream_calls
+    )
+    return EpisodeSettings(params=params, answer_stops=stops, deadline_s=deadline, caps=caps)

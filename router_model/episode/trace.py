@@ -13,13 +13,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-StepAction = Literal["route", "answer", "invalid", "none", "passthrough"]
+StepAction = Literal["route", "answer", "invalid", "none", "passthrough", "fallback"]
+"""A policy turn's action (``route`` ... ``none``), a passthrough's one call, or the call to a
+profile's fallback model that answered instead of the policy."""
 Outcome = Literal[
     "answer", "no_answer", "deadline_exceeded", "completed", "error", "cancelled", "fallback"
 ]
 """``answer``/``no_answer``/``deadline_exceeded``: how an episode ended; ``completed``: a
 passthrough that got its reply; ``error``: a failure ended the request (engine, upstream);
 ``cancelled``: the client left; ``fallback``: a fallback model answered instead of the policy."""
+FallbackReason = Literal["engine_unavailable", "no_answer", "deadline_exceeded"]
+"""Why a profile's fallback model was asked: the policy engine failed (before or while the
+episode played), the episode ended without an ``<answer>``, or its deadline passed."""
 Mode = Literal["episode", "passthrough"]
 
 REPLY_EXCERPT_CHARS = 500
@@ -28,10 +33,15 @@ UPSTREAM_UNKNOWN_MODEL = "unknown_model"
 UPSTREAM_NOT_EXECUTED = "not_executed"
 UPSTREAM_DEADLINE = "deadline_exceeded"
 UPSTREAM_CANCELLED = "cancelled"
+UPSTREAM_COST_CAP = "cost_cap"
+UPSTREAM_CALL_CAP = "call_cap"
 """Step statuses besides the upstream pool's own (``ok``, ``cached``, ``timeout``, ...):
 the written name resolved to no pool model; a route in the final turn (never executed);
 the request deadline passed while the route was in flight; the request was cancelled (the
-client left, or a failure elsewhere ended it) while the route was in flight."""
+client left, or a failure elsewhere ended it) while the route was in flight; the route was
+not executed because its worst-case cost would pass the request's ``max_cost_usd``, or one
+more call would pass its ``max_upstream_calls``."""
+CAP_STATUSES = (UPSTREAM_COST_CAP, UPSTREAM_CALL_CAP)
 
 
 class _Frozen(BaseModel):
@@ -74,6 +84,11 @@ class RouteStep(_Frozen):
     """When the step's first call started, after ``RouterTrace.started_at``."""
     upstream_started_ms: float | None = None
     """When its upstream call started; None when it made none."""
+    replica: str | None = None
+    """The policy engine server that generated this turn, when the profile has several."""
+    failover_from: list[str] = []
+    """Servers that failed this episode since its previous turn: it moved to ``replica``
+    (the prompt is token ids, so the continuation is exact; only the prefix cache is lost)."""
 
 
 class RouterTotals(_Frozen):
@@ -91,6 +106,8 @@ class RouterTotals(_Frozen):
 
     routes: int = 0
     models: list[str] = []
+    upstream_calls: int = 0
+    """Upstream requests sent (retries and a fallback included; cache hits are not calls)."""
     cost_usd: float = 0.0
     policy_cost_usd: float = 0.0
     upstream_cost_usd: float = 0.0
@@ -113,6 +130,13 @@ class RouterTotals(_Frozen):
         return self.policy_completion_tokens + self.upstream_completion_tokens
 
 
+class FallbackInfo(_Frozen):
+    """The profile's fallback model answered the user's messages instead of the policy."""
+
+    model: str
+    reason: FallbackReason
+
+
 class RouterTrace(_Frozen):
     """What the gateway did for one request."""
 
@@ -129,6 +153,8 @@ class RouterTrace(_Frozen):
     answer: str | None = None
     steps: list[RouteStep] = []
     totals: RouterTotals = RouterTotals()
+    fallback: FallbackInfo | None = None
+    """Set when outcome is ``fallback``: its last step (action ``fallback``) is that call."""
 
 
 def extract_think(turn: str) -> str:

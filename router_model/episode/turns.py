@@ -28,6 +28,8 @@ class TurnState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
+    replica: str | None = None
+    failover_from: tuple[str, ...] = ()
     policy_cost_usd: float = 0.0
     answer_text: str = ""
     action: Action = NO_ACTION
@@ -74,6 +76,8 @@ class TurnState:
             upstream_latency_ms=self.upstream_wait_s * 1000,
             started_ms=self.started_ms,
             upstream_started_ms=self.upstream_started_ms,
+            replica=self.replica,
+            failover_from=list(self.failover_from),
         )
 
 

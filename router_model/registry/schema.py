@@ -128,13 +128,38 @@ class ModelSpec(_Strict):
         return value
 
 
-class PolicyEngine(_Strict):
-    """Where the router policy is served."""
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
 
-    endpoint: str
+
+class PolicyEngine(_Strict):
+    """Where the router policy is served: one ``endpoint``, or several ``endpoints`` serving
+    the same checkpoint (replicas; each episode stays on one, see ``server.engines.replicas``).
+
+    ``session_header``: the header naming the episode on every engine request (its value is
+    the episode id), for a prefix-aware router in front of the engines; None = the gateway's
+    ``ROUTER_R1_ENGINE_SESSION_HEADER``."""
+
+    endpoint: str | None = None
+    endpoints: tuple[str, ...] = ()
     model: Annotated[str, Field(min_length=1)]
     engine: Literal["vllm", "llamacpp"] = "vllm"
     pricing: Pricing = Pricing()
+    session_header: HeaderName | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PolicyEngine:
+        if self.endpoint is not None and self.endpoints:
+            raise ValueError("give endpoint (one server) or endpoints (replicas), not both")
+        if self.endpoint is None and not self.endpoints:
+            raise ValueError("endpoint (or endpoints, for replicas) is required")
+        if len(set(self.endpoints)) != len(self.endpoints):
+            raise ValueError("endpoints lists an endpoint twice")
+        return self
+
+    @property
+    def replica_endpoints(self) -> tuple[str, ...]:
+        """The endpoint names serving the policy (one for a single ``endpoint``)."""
+        return (self.endpoint,) if self.endpoint is not None else self.endpoints
 
 
 class Decoding(_Strict):
@@ -146,7 +171,9 @@ class Decoding(_Strict):
 
 
 class ProfileLimits(_Strict):
-    """Turn and token limits of one episode (spec section 3)."""
+    """Turn and token limits of one episode (spec section 3), and the per-request caps
+    (``max_cost_usd``, ``max_upstream_calls``: retries and a fallback included; a client may
+    lower them for its request, see ``router_model.episode.caps``)."""
 
     max_routes: Annotated[int, Field(ge=0, le=32)] = 4
     max_turn_tokens: PositiveInt = 1024
@@ -154,6 +181,24 @@ class ProfileLimits(_Strict):
     max_observation_tokens: PositiveInt = 600
     upstream_max_tokens: PositiveInt = 512
     deadline_s: Annotated[float, Field(gt=0)] = 300.0
+    max_cost_usd: NonNegative | None = None
+    max_upstream_calls: Annotated[int, Field(ge=0)] | None = None
+
+
+FallbackCondition = Literal["engine_unavailable", "no_answer", "deadline_exceeded"]
+
+
+class ProfileFallback(_Strict):
+    """A registry model that answers the user's messages when the episode cannot, ``on`` the
+    conditions listed: the policy engine is unavailable, the episode ended without an answer,
+    or its deadline passed."""
+
+    model: ModelName
+    on: Annotated[tuple[FallbackCondition, ...], Field(min_length=1)] = (
+        "engine_unavailable",
+        "no_answer",
+        "deadline_exceeded",
+    )
 
 
 class RouterProfile(_Strict):
@@ -170,6 +215,7 @@ class RouterProfile(_Strict):
         default=0.0, description="The alpha the checkpoint was trained with (informational)."
     )
     grammar: bool = Field(default=False, description="Constrain each turn to the action grammar.")
+    fallback: ProfileFallback | None = None
 
     @field_validator("pool")
     @classmethod
@@ -212,10 +258,15 @@ class RegistryFile(_Strict):
             if profile.name.lower() in names or profile.name.lower() in seen_profiles:
                 raise ValueError(f"{where}: duplicate name {profile.name!r}")
             seen_profiles.add(profile.name.lower())
-            if profile.policy.endpoint not in self.endpoints:
+            field = "endpoint" if profile.policy.endpoint is not None else "endpoints"
+            for endpoint in profile.policy.replica_endpoints:
+                if endpoint not in self.endpoints:
+                    raise ValueError(
+                        f"{where}: policy.{field} {endpoint!r} is not defined under endpoints"
+                    )
+            if profile.fallback is not None and profile.fallback.model not in exact_names:
                 raise ValueError(
-                    f"{where}: policy.endpoint {profile.policy.endpoint!r} is not defined "
-                    f"under endpoints"
+                    f"{where}: fallback.model names unknown model {profile.fallback.model!r}"
                 )
             for model_name in profile.pool:
                 if model_name not in exact_names:

@@ -1,15 +1,19 @@
-"""Building the policy engine a router profile names."""
+"""Building the policy engine a router profile names: one client per endpoint, and the replica
+set of the profile's endpoints."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import httpx
 
-from router_model.episode.engine import PolicyEngine
 from router_model.registry import Registry, RouterProfile
+from server.engines.breaker import CircuitBreaker
 from server.engines.llamacpp import LlamaCppEngine
+from server.engines.replicas import Replica, ReplicaSet
+from server.engines.settings import EngineSettings
 from server.engines.vllm import VLLMEngine
 
 _ENGINE_CLASSES: dict[str, type[VLLMEngine]] = {"vllm": VLLMEngine, "llamacpp": LlamaCppEngine}
@@ -29,19 +33,22 @@ def build_policy_engine(
     client: httpx.AsyncClient,
     *,
     environ: Mapping[str, str] | None = None,
-) -> PolicyEngine:
-    """The engine serving ``profile.policy``, speaking through the shared ``client``.
+    endpoint_name: str | None = None,
+) -> VLLMEngine:
+    """The engine serving ``profile.policy`` at ``endpoint_name`` (default: its first
+    endpoint), speaking through the shared ``client``.
 
     The API key is read from the endpoint's ``api_key_env`` variable (absent → none);
     the endpoint's connect/read timeouts bound every engine request.
     """
     env = os.environ if environ is None else environ
     policy = profile.policy
+    name = endpoint_name or policy.replica_endpoints[0]
     try:
-        endpoint = registry.endpoint(policy.endpoint)
+        endpoint = registry.endpoint(name)
     except KeyError:
         raise EngineConfigError(
-            f"profile {profile.name!r}: policy endpoint {policy.endpoint!r} is not defined"
+            f"profile {profile.name!r}: policy endpoint {name!r} is not defined"
         ) from None
     api_key = env.get(endpoint.api_key_env) if endpoint.api_key_env else None
     timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
@@ -58,4 +65,33 @@ def build_policy_engine(
         model=policy.model,
         api_key=api_key or None,
         timeout=timeout,
+    )
+
+
+def build_replica_set(
+    registry: Registry,
+    profile: RouterProfile,
+    client: httpx.AsyncClient,
+    settings: EngineSettings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReplicaSet:
+    """The replicas of ``profile.policy`` (one per endpoint), each with its own breaker."""
+    replicas = [
+        Replica(
+            name,
+            build_policy_engine(registry, profile, client, environ=environ, endpoint_name=name),
+            CircuitBreaker(
+                failure_threshold=settings.breaker_failure_threshold,
+                cooldown_s=settings.breaker_cooldown_s,
+                clock=clock,
+            ),
+        )
+        for name in profile.policy.replica_endpoints
+    ]
+    return ReplicaSet(
+        replicas,
+        session_header=profile.policy.session_header or settings.session_header or None,
+        selection=settings.replica_selection,
     )

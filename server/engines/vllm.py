@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -66,6 +67,14 @@ def _finish_reason(value: object) -> FinishReason:
     return "stop"
 
 
+def cached_prompt_tokens(usage: Mapping[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens`` (vLLM with ``--enable-prompt-tokens-details``,
+    llama.cpp): prompt tokens served from the prefix cache; None when not reported."""
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
+
+
 def _int_list(value: object, what: str) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(i, int) for i in value):
         raise EngineError(f"policy engine {what}: malformed reply (no token id list)")
@@ -97,6 +106,13 @@ class VLLMEngine:
     @property
     def model(self) -> str:
         return self._model
+
+    def with_headers(self, headers: Mapping[str, str]) -> Self:
+        """This engine with ``headers`` added to every request (an episode's session header);
+        the copy shares the HTTP client (and a llama.cpp engine's request slots)."""
+        clone = copy.copy(self)
+        clone._headers = {**self._headers, **headers}
+        return clone
 
     async def _post(self, path: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
         try:
@@ -173,6 +189,7 @@ class VLLMEngine:
             finish_reason=_finish_reason(choices[0].get("finish_reason")),
             prompt_tokens=int(usage.get("prompt_tokens", len(prompt_ids))),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            cached_tokens=cached_prompt_tokens(usage),
         )
 
     async def stream_generate(
@@ -245,4 +262,5 @@ async def _parse_stream(
         finish_reason=_finish_reason(finish),
         prompt_tokens=int(usage.get("prompt_tokens", prompt_len)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
+        cached_tokens=cached_prompt_tokens(usage),
     )

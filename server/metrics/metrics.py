@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from router_model.episode.trace import RouterTrace
+from router_model.episode.trace import CAP_STATUSES, RouterTrace
 
-M = TypeVar("M", Counter, Histogram)
+M = TypeVar("M", Counter, Histogram, Gauge)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -66,6 +66,9 @@ class Metrics:
             name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
         ) -> _Bound[Histogram]:
             return _Bound(Histogram(name, doc, labels, registry=r, buckets=buckets))
+
+        def gauge(name: str, doc: str, labels: list[str]) -> _Bound[Gauge]:
+            return _Bound(Gauge(name, doc, labels, registry=r, multiprocess_mode="livemax"))
 
         self.requests = counter(
             "router_r1_requests", "Chat completion requests.", ["profile", "model", "status"]
@@ -156,6 +159,32 @@ class Metrics:
         self.store_errors = counter(
             "router_r1_store_errors", "Shared store operations that failed.", ["operation"]
         )
+        self.policy_engine_up = gauge(
+            "router_r1_policy_engine_up",
+            "1 while a policy engine replica is serving (health not failing, breaker not open).",
+            ["profile", "replica"],
+        )
+        self.policy_engine_breaker_state = gauge(
+            "router_r1_policy_engine_breaker_state",
+            "A policy engine replica's circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["profile", "replica"],
+        )
+        self.policy_engine_failovers = counter(
+            "router_r1_policy_engine_failovers",
+            "Episodes that moved off a failing policy engine replica (labelled with it).",
+            ["profile", "replica"],
+        )
+        self.fallbacks = counter(
+            "router_r1_fallbacks",
+            "Requests a profile's fallback model answered, by reason (engine_unavailable, "
+            "no_answer, deadline_exceeded).",
+            ["profile", "reason"],
+        )
+        self.caps_tripped = counter(
+            "router_r1_caps_tripped",
+            "Upstream calls not made because a per-request cap would pass (cost_cap, call_cap).",
+            ["profile", "cap"],
+        )
         self.in_flight = Gauge(
             "router_r1_in_flight_requests",
             "Requests being served.",
@@ -211,12 +240,19 @@ class Metrics:
             self.routes(profile).observe(totals.routes)
             if totals.policy_cost_usd and trace.policy_model is not None:
                 self.cost(profile, trace.policy_model).inc(totals.policy_cost_usd)
+        if trace.fallback is not None:
+            self.fallbacks(profile, trace.fallback.reason).inc()
         policy_turn = self.policy_turn(profile)
         for step in trace.steps:
-            if step.action != "passthrough":
+            if step.action not in ("passthrough", "fallback"):
                 policy_turn.observe(step.policy_latency_ms / 1000)
                 if step.action in ("invalid", "none"):
                     self.invalid_actions(profile).inc()
+            for replica in step.failover_from:
+                self.policy_engine_failovers(profile, replica).inc()
+            if step.upstream_status in CAP_STATUSES:
+                self.caps_tripped(profile, step.upstream_status).inc()
+                continue
             if step.model is None or step.upstream_status in (None, "not_executed"):
                 continue
             model, status = step.model, step.upstream_status
