@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from server.deps import StateDep
+from server.engines.health import publish_replica_states
 from server.errors import APIError, error_response
 from server.operations.status import operations_status
 
@@ -23,9 +24,11 @@ async def health() -> dict[str, str]:
 async def ready(state: StateDep) -> dict[str, Any] | Response:
     registry = state.registry.get()
     engines = await state.engines.readiness(registry)
+    publish_replica_states(state.metrics, state.engines.replica_sets(registry))
     body: dict[str, Any] = {
         "registry": {"source": registry.source, "loaded": True},
         "policy_engines": engines,
+        "policy_replicas": state.engines.status(registry),  # each replica: health, breaker
     }
     body.update(await operations_status(state))  # informational: never makes it unready
     down = sorted(name for name, up in engines.items() if not up)
