@@ -131,10 +131,14 @@ class RouterTotals(_Frozen):
 
 
 class FallbackInfo(_Frozen):
-    """The profile's fallback model answered the user's messages instead of the policy."""
+    """The profile's fallback model was asked to answer the user's messages instead of the
+    policy: ``status`` is its call's (``ok`` when it answered: outcome ``fallback``; a failure
+    or a cap status otherwise), ``detail`` what the episode ran into (the engine's error)."""
 
     model: str
     reason: FallbackReason
+    status: str = "ok"
+    detail: str | None = None
 
 
 class RouterTrace(_Frozen):
@@ -154,7 +158,7 @@ class RouterTrace(_Frozen):
     steps: list[RouteStep] = []
     totals: RouterTotals = RouterTotals()
     fallback: FallbackInfo | None = None
-    """Set when outcome is ``fallback``: its last step (action ``fallback``) is that call."""
+    """Set when the fallback model was asked; its call is the last step (action ``fallback``)."""
 
 
 def extract_think(turn: str) -> str:

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from router_model.episode.loop import EpisodeRun
-from router_model.episode.trace import Outcome, RouterTotals, RouterTrace, RouteStep
+from router_model.episode.trace import (
+    FallbackReason,
+    Outcome,
+    RouterTotals,
+    RouterTrace,
+    RouteStep,
+)
 from router_model.registry import ModelSpec, RouterProfile
 from server.auth.access import Caller
 from server.errors import classify
+from server.lifecycle.fallback import FallbackCall, with_fallback
 from server.lifecycle.outcome import RequestOutcome
 from server.metrics.metrics import NONE, PASSTHROUGH, ROUTER
 
@@ -66,6 +73,7 @@ class RequestLifecycle:
         self._labels = (NONE, NONE)
         self._run: EpisodeRun | None = None
         self._call: UpstreamCall | None = None
+        self._fallback: FallbackCall | None = None
         self._first_token_s: float | None = None
         self._error: BaseException | None = None
         self._closed = False
@@ -81,6 +89,19 @@ class RequestLifecycle:
         self._labels = (PASSTHROUGH, model.name)
         self._call = UpstreamCall(model, started_ms=self.elapsed_ms())
         return self._call
+
+    def serving_fallback(
+        self, model: ModelSpec, reason: FallbackReason, detail: str | None = None
+    ) -> UpstreamCall:
+        """The episode could not answer: the profile's fallback model is asked; the record
+        its call fills in (the trace adds it to the episode's)."""
+        call = UpstreamCall(model, started_ms=self.elapsed_ms())
+        self._fallback = FallbackCall(call, reason, detail)
+        return call
+
+    @property
+    def fallback(self) -> FallbackCall | None:
+        return self._fallback
 
     def elapsed_ms(self) -> float:
         return (self._clock() - self._t0) * 1000
@@ -133,7 +154,10 @@ class RequestLifecycle:
     def _trace(self, status: int, message: str | None) -> RouterTrace | None:
         ended: Outcome = "cancelled" if status == 499 else "error"
         if self._run is not None:
-            return self._run.result(ended, message).trace
+            trace = self._run.result(ended, message).trace
+            if self._fallback is not None:
+                trace = with_fallback(trace, self._fallback, self.elapsed_ms())
+            return trace
         if self._call is not None:
             return self._passthrough_trace("completed" if message is None else ended, message)
         return None
