@@ -102,7 +102,7 @@ async def test_a_route_past_the_call_cap_is_not_executed_and_the_policy_gets_non
 ) -> None:
     caller, events, result = await play(max_upstream_calls=1)
     assert [call.model for call in caller.calls] == [QWEN]
-    first, second, last = result.trace.steps
+    first, second, _ = result.trace.steps
     assert (first.upstream_status, second.upstream_status) == ("ok", "call_cap")
     assert (second.model, second.upstream_attempts, second.upstream_cost_usd) == (LLAMA70, 0, 0.0)
     assert second.upstream_started_ms is None

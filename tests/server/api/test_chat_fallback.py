@@ -50,7 +50,8 @@ def router_of(completion: Any) -> dict[str, Any]:
 
 async def metric_value(gw: Any, name: str) -> float:
     text = (await gw.http.get("/metrics")).text
-    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith(name))
+    lines = [line for line in text.splitlines() if line.startswith(name)]
+    return sum(float(line.rpartition(" ")[2]) for line in lines)
 
 
 async def test_no_answer_is_answered_by_the_fallback_with_the_original_messages(
@@ -202,12 +203,9 @@ async def test_a_streamed_no_answer_streams_the_fallback_after_the_reasoning(
     async with gateway(FakeVLLM([THINK_ONLY, THINK_ONLY]), upstream(), registry=registry()) as gw:
         response, chunks = await _stream(gw)
     assert response.status_code == 200
-    reasoning = [
-        i for i, c in enumerate(chunks) if c["choices"] and c["choices"][0]["delta"].get("reasoning")
-    ]
-    content = [
-        i for i, c in enumerate(chunks) if c["choices"] and c["choices"][0]["delta"].get("content")
-    ]
+    deltas = [c["choices"][0]["delta"] if c["choices"] else {} for c in chunks]
+    reasoning = [i for i, delta in enumerate(deltas) if delta.get("reasoning")]
+    content = [i for i, delta in enumerate(deltas) if delta.get("content")]
     assert reasoning
     assert content
     assert max(reasoning) < min(content)  # the answer comes after the policy's reasoning
