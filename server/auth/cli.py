@@ -20,6 +20,14 @@ def new(
     budget: Annotated[float | None, typer.Option(help="USD per budget period.")] = None,
     period: Annotated[str, typer.Option(help="hour, day, week or month (UTC).")] = "month",
     admin: Annotated[bool, typer.Option(help="May read every request's trace.")] = False,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(help="A router profile it may use (repeat; default: every profile)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="A registry model it may call directly (repeat; default: all)."),
+    ] = None,
 ) -> None:
     """Print a new key (shown once: give it to the client) and its key-file entry."""
     import yaml
@@ -33,6 +41,10 @@ def new(
     fields.update({name: value for name, value in optional.items() if value is not None})
     if admin:
         fields["admin"] = True
+    if profile is not None:
+        fields["profiles"] = profile
+    if model is not None:
+        fields["models"] = model
     try:
         entry = ApiKey.model_validate(fields)
     except ValidationError as exc:
@@ -41,7 +53,7 @@ def new(
         raise typer.Exit(2) from None
     typer.echo(f"key: {key}", err=True)
     typer.echo(
-        yaml.safe_dump([entry.model_dump(exclude_defaults=True)], sort_keys=False),
+        yaml.safe_dump([entry.model_dump(mode="json", exclude_defaults=True)], sort_keys=False),
         nl=False,
     )
 

@@ -9,6 +9,9 @@ A key file is YAML or JSON: a list of entries, or ``{"keys": [...]}``. Each entr
       budget_usd: 25.0
       budget_period: month      # hour | day | week | month (UTC calendar)
       admin: false              # an admin key may read every request's trace
+      profiles: [router-r1]     # optional: the router profiles it may use (absent: all)
+      models: []                # optional: the registry models it may call directly (absent:
+                                # all; [] none); others are a 403, and /v1/models hides them
 
 ``router-r1 keys new ID`` prints a fresh key and its entry. ``ROUTER_R1_API_KEYS`` holds the
 same entries as a JSON list. No entries at all = open mode (anyone may call; a warning is
@@ -49,6 +52,10 @@ class ApiKey(BaseModel):
     tokens_per_minute: Annotated[int, Field(gt=0)] | None = None
     budget_usd: Annotated[float, Field(ge=0)] | None = None
     budget_period: BudgetPeriod = "month"
+    profiles: tuple[str, ...] | None = None
+    """The router profiles this key may use; None = every profile."""
+    models: tuple[str, ...] | None = None
+    """The registry models this key may call directly (passthrough); None = every model."""
 
     @property
     def limits(self) -> Limits:

@@ -54,6 +54,7 @@ from server.api.chat_completions.request_parsing import (
     reject_unsupported,
 )
 from server.api.disconnect import cancel_on_disconnect
+from server.auth.acl import check_model, check_profile
 from server.deps import app_state, authenticate
 from server.errors import bad_request, classify, error_response, model_not_found
 from server.lifecycle.request import RequestLifecycle, UpstreamCall
@@ -80,8 +81,7 @@ async def create_chat_completion(request: Request) -> Response:
 
 
 async def _serve(request: Request, state: AppState, life: RequestLifecycle) -> Response:
-    life.caller = authenticate(state, request.headers)
-    await state.access.admit(life.caller)
+    caller = life.caller = authenticate(state, request.headers)
     settings = state.settings
     body = await read_json_body(request, settings.max_request_bytes, settings.http.body_timeout_s)
     model = body.get("model")
@@ -90,11 +90,16 @@ async def _serve(request: Request, state: AppState, life: RequestLifecycle) -> R
             "model: is required (a router profile or a registry model)", param="model"
         )
     registry = state.registry.get()
+    # what the key may use is checked before its limits count the request
     profile = registry.profile(model)
     if profile is not None:
+        check_profile(caller, profile.name)
+        await state.access.admit(caller)
         return await _serve_episode(request, state, registry, profile, body, life)
     spec = registry.model(model)
     if spec is not None:
+        check_model(caller, spec.name)
+        await state.access.admit(caller)
         return await serve_passthrough(request, state, spec, body, life)
     raise model_not_found(model)
 

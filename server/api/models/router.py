@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from router_model.registry import Registry
+from server.auth.access import Caller
+from server.auth.acl import may_use_model, may_use_profile, not_allowed
 from server.deps import CallerDep, StateDep
 from server.errors import model_not_found
 
@@ -52,12 +54,22 @@ def _model_card(registry: Registry, name: str) -> dict[str, Any] | None:
     }
 
 
+def _allowed(caller: Caller, registry: Registry, name: str) -> bool:
+    if registry.profile(name) is not None:
+        return may_use_profile(caller, name)
+    return may_use_model(caller, name)
+
+
 @router.get("/v1/models")
 async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """What the calling key may use (its entry's ``profiles``/``models``; all by default)."""
     registry = state.registry.get()
     cards = [_profile_card(registry, p.name) for p in registry.profiles]
     cards += [_model_card(registry, m.name) for m in registry.models]
-    return {"object": "list", "data": [card for card in cards if card is not None]}
+    allowed = [
+        card for card in cards if card is not None and _allowed(caller, registry, card["id"])
+    ]
+    return {"object": "list", "data": allowed}
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -66,4 +78,6 @@ async def retrieve_model(model_id: str, state: StateDep, caller: CallerDep) -> d
     card = _profile_card(registry, model_id) or _model_card(registry, model_id)
     if card is None:
         raise model_not_found(model_id)
+    if not _allowed(caller, registry, model_id):
+        raise not_allowed(caller, model_id)
     return card
