@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from server.auth.keys import ApiKey, KeyRing
 from server.errors import APIError
 from server.metrics.metrics import Metrics
-from server.store.base import SharedStore, StoreUnavailable, UsageSnapshot
+from server.store.base import Reservation, SharedStore, StoreUnavailable, UsageSnapshot
 from server.store.windows import budget_window, minute_window
 
 logger = logging.getLogger("router_r1.auth")
@@ -81,18 +81,25 @@ class AccessControl:
             raise _unauthenticated("Incorrect API key provided.", "invalid_api_key")
         return Caller(key.id, key)
 
-    async def admit(self, caller: Caller) -> None:
-        """Count the request against the caller's limits; 429/402 when one is used up."""
+    async def admit(
+        self, caller: Caller, *, reserve_usd: float = 0.0, hold_s: float | None = None
+    ) -> Reservation | None:
+        """Count the request against the caller's limits; 429/402 when one is used up.
+
+        ``reserve_usd``/``hold_s``: the request's worst case, to hold from the key's budget
+        until :meth:`settle` (the reservation is returned). Interim: this store has no budget
+        reservations yet (the shared store's reservations replace this method), so nothing is
+        held, None is returned and spend is counted when the request settles."""
         key = caller.key
         if key is None or not key.limits.any:
-            return
+            return None
         now = self._clock()
         minute, period = minute_window(now), budget_window(now, key.budget_period)
         try:
             admission = await self._store.admit(key.id, key.limits, minute, period)
         except StoreUnavailable as exc:
             if self._fail_open:
-                return
+                return None
             self._metrics.rejections("store_unavailable").inc()
             raise APIError(
                 503,
@@ -101,7 +108,7 @@ class AccessControl:
                 headers={"retry-after": "1"},
             ) from exc
         if admission.allowed:
-            return
+            return None
         limit = admission.limit or "requests"
         self._metrics.rejections(limit).inc()
         if limit == "budget":
@@ -124,6 +131,13 @@ class AccessControl:
             code="rate_limit_exceeded",
             headers={"retry-after": str(minute.retry_after_s)},
         )
+
+    async def settle(
+        self, caller: Caller, reservation: Reservation | None, tokens: int, cost_usd: float
+    ) -> None:
+        """Release the request's reservation and add what it really spent; never raises.
+        Interim (no store reservations yet): :meth:`record`."""
+        await self.record(caller, tokens, cost_usd)
 
     async def record(self, caller: Caller, tokens: int, cost_usd: float) -> None:
         """Add a finished (or failed) request's tokens and spend; never raises."""

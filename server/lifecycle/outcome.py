@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from router_model.episode.trace import RouterTrace
 from server.auth.access import Caller
 from server.errors import APIError
+from server.store.base import Reservation
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class RequestOutcome:
     ttft_s: float | None
     streamed: bool
     trace: RouterTrace | None
+    reservation: Reservation | None = None
+    """What admission held from the key's budget; settled with the real cost."""
 
     @property
     def tokens(self) -> int:

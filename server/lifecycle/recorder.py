@@ -87,7 +87,10 @@ class OutcomeRecorder:
             return []
         work: list[Coroutine[Any, Any, None]] = []
         if caller.key is not None:  # open mode's anonymous caller has no counters
-            work.append(self._access.record(caller, outcome.tokens, outcome.cost_usd))
+            # releases what admission reserved and adds the real spend, in one step
+            work.append(
+                self._access.settle(caller, outcome.reservation, outcome.tokens, outcome.cost_usd)
+            )
         if outcome.trace is not None:
             work.append(
                 self._traces.put(

@@ -30,6 +30,7 @@ from server.errors import classify
 from server.lifecycle.fallback import FallbackCall, with_fallback
 from server.lifecycle.outcome import RequestOutcome
 from server.metrics.metrics import NONE, PASSTHROUGH, ROUTER
+from server.store.base import Reservation
 
 
 class OutcomeSink(Protocol):
@@ -65,6 +66,7 @@ class RequestLifecycle:
     ) -> None:
         self.request_id = request_id
         self.caller: Caller | None = None
+        self.reservation: Reservation | None = None  # held from the key's budget at admission
         self.streamed = False
         self._sink = sink
         self._clock = clock
@@ -148,6 +150,7 @@ class RequestLifecycle:
             trace=self._trace(
                 error.status_code if error else 200, error.message if error else None
             ),
+            reservation=self.reservation,
         )
         await self._sink.record(outcome, exc)
 

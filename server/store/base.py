@@ -38,6 +38,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Reservation:
+    """Part of a budget held for one admitted request until it is settled or ``hold_s`` ends.
+
+    ``period_id`` names the budget period it was taken in (settling releases it there)."""
+
+    id: str
+    period_id: str
+    amount_usd: float
+
+
+@dataclass(frozen=True)
 class Admission:
     """Whether a request may start; when not, which limit refused it and its counter."""
 

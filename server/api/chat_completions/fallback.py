@@ -21,10 +21,11 @@ from typing import Any
 
 import orjson
 
-from router_model.episode.caps import RequestCaps, worst_case_call_usd
+from router_model.episode.caps import RequestCaps
 from router_model.episode.engine import EngineUnavailable
 from router_model.episode.trace import FallbackReason, Outcome, RouterTrace
 from router_model.registry import ModelSpec, Registry, RouterProfile
+from server.lifecycle.budget import chat_worst_case_usd
 from server.lifecycle.request import UpstreamCall
 from server.upstream import UpstreamError, UpstreamPool
 from server.upstream.errors import UpstreamBadResponseError, call_status
@@ -63,15 +64,6 @@ def fallback_body(body: dict[str, Any], model: ModelSpec, *, stream: bool) -> di
     return forwarded
 
 
-def worst_case_usd(model: ModelSpec, body: dict[str, Any]) -> float:
-    """The most the fallback call should cost: its messages' worst-case tokens and its
-    ``max_completion_tokens``/``max_tokens`` (the model's default when the request sets none)."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    max_tokens = limit if isinstance(limit, int) and limit > 0 else model.defaults.max_tokens
-    prompt = orjson.dumps(body.get("messages")).decode()
-    return worst_case_call_usd(model.pricing, prompt, max_tokens)
-
-
 def cap_refusal(
     caps: RequestCaps, trace: RouterTrace, model: ModelSpec, body: dict[str, Any]
 ) -> str | None:
@@ -79,7 +71,7 @@ def cap_refusal(
     return caps.refusal(
         spent_usd=trace.totals.cost_usd,
         calls_made=trace.totals.upstream_calls,
-        worst_case_usd=worst_case_usd(model, body),
+        worst_case_usd=chat_worst_case_usd(model, body),
     )
 
 

@@ -30,7 +30,7 @@ from router_model.episode.events import (
     RouteStarted,
 )
 from router_model.episode.loop import EpisodeRun
-from router_model.episode.settings import PolicyOverrides
+from router_model.episode.settings import PolicyOverrides, resolve_settings
 from router_model.episode.trace import FallbackReason
 from router_model.registry import ModelSpec, Registry, RouterProfile
 from server.api.chat_completions import wire
@@ -57,6 +57,7 @@ from server.api.disconnect import cancel_on_disconnect
 from server.auth.acl import check_model, check_profile
 from server.deps import app_state, authenticate
 from server.errors import bad_request, classify, error_response, model_not_found
+from server.lifecycle.budget import episode_worst_case_usd, hold_s, passthrough_worst_case_usd
 from server.lifecycle.request import RequestLifecycle, UpstreamCall
 from server.request_id import request_id_of
 from server.state import AppState
@@ -94,12 +95,15 @@ async def _serve(request: Request, state: AppState, life: RequestLifecycle) -> R
     profile = registry.profile(model)
     if profile is not None:
         check_profile(caller, profile.name)
-        await state.access.admit(caller)
         return await _serve_episode(request, state, registry, profile, body, life)
     spec = registry.model(model)
     if spec is not None:
         check_model(caller, spec.name)
-        await state.access.admit(caller)
+        life.reservation = await state.access.admit(
+            caller,
+            reserve_usd=passthrough_worst_case_usd(spec, body),
+            hold_s=hold_s(settings.upstream.passthrough_timeout_s),
+        )
         return await serve_passthrough(request, state, spec, body, life)
     raise model_not_found(model)
 
@@ -124,6 +128,13 @@ async def _serve_episode(
         stop=tuple(client_stop(chat)),
         max_cost_usd=caps.max_cost_usd,
         max_upstream_calls=caps.max_upstream_calls,
+    )
+    settings = resolve_settings(profile, overrides)
+    assert life.caller is not None, "authenticated first"
+    life.reservation = await state.access.admit(  # the request's worst case is held
+        life.caller,
+        reserve_usd=episode_worst_case_usd(registry, profile, settings, body),
+        hold_s=hold_s(settings.deadline_s, state.settings.upstream.passthrough_timeout_s),
     )
     cache = cache_wanted(request.headers.get(CACHE_HEADER), body)
     runner = state.runners.runner(registry, profile, cache=cache)
