@@ -97,6 +97,7 @@ class Figures:
 
     def add(self, router: dict[str, Any]) -> None:
         previous: int | None = None
+        first = True
         for step in router["steps"]:
             prompt = int(step["policy_prompt_tokens"])
             if step["action"] == "fallback" or prompt == 0:
@@ -108,12 +109,13 @@ class Figures:
                 self.failovers.append(
                     (router["request_id"], step["index"], step["failover_from"], step["replica"])
                 )
-                previous = None
+                previous, first = None, False
                 continue
-            if previous is None:
+            if first:
                 self.first_turns += 1
                 self.shared = max(self.shared, cached)
-            else:
+                first = False
+            elif previous is not None:
                 self.turns.append(Turn(prompt, cached, prompt - previous))
             previous = prompt
 

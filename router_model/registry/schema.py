@@ -189,12 +189,12 @@ FallbackCondition = Literal["engine_unavailable", "no_answer", "deadline_exceede
 
 
 class ProfileFallback(_Strict):
-    """A registry model that answers the user's messages when the episode cannot, ``on`` the
-    conditions listed: the policy engine is unavailable, the episode ended without an answer,
-    or its deadline passed."""
+    """A registry model that answers the user's messages when the episode cannot, ``when`` one
+    of the conditions listed holds: the policy engine is unavailable, the episode ended without
+    an answer, or its deadline passed. (Not ``on``: YAML reads an unquoted ``on`` as true.)"""
 
     model: ModelName
-    on: Annotated[tuple[FallbackCondition, ...], Field(min_length=1)] = (
+    when: Annotated[tuple[FallbackCondition, ...], Field(min_length=1)] = (
         "engine_unavailable",
         "no_answer",
         "deadline_exceeded",

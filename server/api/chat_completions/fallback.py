@@ -1,5 +1,5 @@
 """A router profile's fallback: a registry model answers the user's messages when the episode
-cannot (the profile's ``fallback: {model, on: [...]}``).
+cannot (the profile's ``fallback: {model, when: [...]}``).
 
 The conditions: ``engine_unavailable`` (the policy engine failed, before or while the episode
 played: every replica refused or timed out), ``no_answer`` (the episode ended without an
@@ -47,7 +47,7 @@ def fallback_reason(
         reason = "engine_unavailable"
     elif error is None and outcome in ("no_answer", "deadline_exceeded"):
         reason = "no_answer" if outcome == "no_answer" else "deadline_exceeded"
-    return reason if reason in fallback.on else None
+    return reason if reason in fallback.when else None
 
 
 def fallback_model(registry: Registry, profile: RouterProfile) -> ModelSpec | None:

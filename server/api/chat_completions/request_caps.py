@@ -21,9 +21,10 @@ CALLS_HEADER = "x-router-max-upstream-calls"
 
 
 class ClientCaps(BaseModel):
-    """The ``router`` field of a chat request."""
+    """The caps in the ``router`` field of a chat request (its other fields belong to other
+    features, e.g. ``cache``: ignored here)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_cost_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     max_upstream_calls: Annotated[int, Field(ge=0)] | None = None

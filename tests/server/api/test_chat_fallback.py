@@ -29,7 +29,7 @@ FALLBACK_REPLY = "Leo Tolstoy wrote War and Peace."
 def registry(on: list[str] | None = None, **limits: Any) -> Registry:
     data = yaml.safe_load(REGISTRY_FILE.read_text())
     (profile,) = [p for p in data["profiles"] if p["name"] == PROFILE]
-    profile["fallback"] = {"model": FALLBACK, **({"on": on} if on is not None else {})}
+    profile["fallback"] = {"model": FALLBACK, **({"when": on} if on is not None else {})}
     profile["limits"] = {**profile["limits"], "max_routes": 1, **limits}
     return Registry(parse_registry(yaml.safe_dump(data), "<fallback>", environ={}))
 

@@ -72,7 +72,7 @@ def test_a_fallback_adds_its_call(registry: Registry) -> None:
     settings = resolve_settings(profile, PolicyOverrides())
     body = {"messages": MESSAGES, "max_tokens": 100}
     without = episode_worst_case_usd(registry, profile, settings, body)
-    fallback = ProfileFallback(model="Gemma-2-27B-Instruct", on=("no_answer",))
+    fallback = ProfileFallback(model="Gemma-2-27B-Instruct", when=("no_answer",))
     spec = profile.model_copy(update={"fallback": fallback})
     with_fallback = episode_worst_case_usd(registry, spec, settings, body)
     gemma = registry.model("Gemma-2-27B-Instruct")
