@@ -2,6 +2,10 @@
 
 The episode loop sees only :class:`PolicyEngine`; it never applies a chat template or
 tokenizes itself, so the ids it builds are exactly the checkpoint's own (spec section 1).
+A profile's policy may be served by several replicas: :mod:`server.engines.replicas` hands
+each episode an engine pinned to one of them (:mod:`server.engines.episode_engine`: failover,
+the session header), with a breaker per replica (:mod:`.breaker`) and ``/health`` polled
+(:mod:`.health`); :mod:`.pool` keeps one replica set per distinct policy.
 
 Differences between engines, in one place:
 

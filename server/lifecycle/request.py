@@ -101,10 +101,6 @@ class RequestLifecycle:
         self._fallback = FallbackCall(call, reason, detail)
         return call
 
-    @property
-    def fallback(self) -> FallbackCall | None:
-        return self._fallback
-
     def elapsed_ms(self) -> float:
         return (self._clock() - self._t0) * 1000
 
