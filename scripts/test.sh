@@ -18,6 +18,8 @@ scripts/setup_verl.sh
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "==> import contracts (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache
 echo "==> mypy (strict)"
 .venv/bin/mypy
 echo "==> pytest"
