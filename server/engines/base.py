@@ -68,13 +68,15 @@ class GenerationChunk:
     """One piece of a streamed turn.
 
     Text chunks have ``finish_reason`` None. The last chunk of a stream is the only one
-    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty).
+    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty) and, when
+    the server reports it, ``cached_tokens``: prompt tokens reused from its prefix cache.
     """
 
     text: str
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def is_final(self) -> bool:

@@ -31,6 +31,9 @@ Semantics (spec sections 1-3):
 - Time waiting on the engine and on upstreams is measured separately;
   ``overhead_ms`` is the rest. Engine failures propagate as ``EngineError`` /
   ``EngineUnavailable``; cancellation (client disconnect) propagates at once.
+- The trace keeps when things happened (``started_at``, one ``time.time()`` at the start;
+  each step's ``started_ms``/``upstream_started_ms``, offsets on the runner's clock) so
+  spans and the trace viewer can be drawn after the episode without slowing it.
 """
 
 from __future__ import annotations
@@ -222,6 +225,9 @@ class _Turn:
     upstream_status: str | None = None
     policy_wait_s: float = 0.0
     upstream_wait_s: float = 0.0
+    policy_started: float | None = None  # runner clock at the turn's first engine call
+    upstream_started: float | None = None
+    cached_tokens: int | None = None
     generated: bool = False
     route_started: bool = False
     recorded: bool = False
@@ -261,10 +267,18 @@ class _Episode:
         self.steps: list[RouteStep] = []
         self.turn: _Turn | None = None
         self.deadline = 0.0
+        self.started = 0.0
+        self.started_at = 0.0
 
     async def _wait(self, awaitable: Awaitable[T], kind: Literal["policy", "upstream"]) -> T:
         """Await within the request deadline, charging the time to ``kind``."""
         start = self.r.clock()
+        turn = self.turn
+        if turn is not None:
+            if kind == "policy" and turn.policy_started is None:
+                turn.policy_started = start
+            elif kind == "upstream" and turn.upstream_started is None:
+                turn.upstream_started = start
         scope = asyncio.timeout_at(self.deadline)
         try:
             async with scope:
@@ -277,15 +291,16 @@ class _Episode:
             elapsed = self.r.clock() - start
             if kind == "policy":
                 self.ledger.policy_wait_s += elapsed
-                if self.turn is not None:
-                    self.turn.policy_wait_s += elapsed
+                if turn is not None:
+                    turn.policy_wait_s += elapsed
             else:
                 self.ledger.upstream_wait_s += elapsed
-                if self.turn is not None:
-                    self.turn.upstream_wait_s += elapsed
+                if turn is not None:
+                    turn.upstream_wait_s += elapsed
 
     async def events(self) -> AsyncGenerator[EpisodeEvent, None]:
-        started = self.r.clock()
+        started = self.started = self.r.clock()
+        self.started_at = time.time()
         self.deadline = asyncio.get_running_loop().time() + self.settings.deadline_s
         outcome: Outcome = "no_answer"
         answer = ""
@@ -361,6 +376,7 @@ class _Episode:
         turn.finish_reason = final.finish_reason or "stop"
         turn.prompt_tokens = final.prompt_tokens or 0
         turn.completion_tokens = final.completion_tokens or 0
+        turn.cached_tokens = final.cached_tokens
         turn.policy_cost_usd = self.ledger.add_policy_turn(
             turn.prompt_tokens, turn.completion_tokens
         )
@@ -421,12 +437,20 @@ class _Episode:
             upstream_prompt_tokens=reply.prompt_tokens if reply is not None else 0,
             upstream_completion_tokens=reply.completion_tokens if reply is not None else 0,
             cost_usd=turn.policy_cost_usd + upstream_cost,
+            policy_cost_usd=turn.policy_cost_usd,
             policy_latency_ms=turn.policy_wait_s * 1000,
             upstream_latency_ms=turn.upstream_wait_s * 1000,
+            started_ms=self._offset_ms(turn.policy_started) or 0.0,
+            upstream_started_ms=self._offset_ms(turn.upstream_started),
+            cached_tokens=turn.cached_tokens,
+            upstream_attempts=reply.attempts if reply is not None else None,
         )
         self.steps.append(step)
         turn.recorded = True
         return step
+
+    def _offset_ms(self, at: float | None) -> float | None:
+        return None if at is None else (at - self.started) * 1000
 
     def _result(self, outcome: Outcome, answer: str, total_s: float) -> EpisodeResult:
         trace = RouterTrace(
@@ -434,6 +458,8 @@ class _Episode:
             profile=self.r.profile.name,
             policy_model=self.r.profile.policy.model,
             outcome=outcome,
+            started_at=self.started_at,
+            answer=answer if outcome == "answer" else None,
             steps=list(self.steps),
             totals=self.ledger.totals(total_s),
         )

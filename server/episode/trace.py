@@ -26,8 +26,15 @@ class _Frozen(BaseModel):
 class RouteStep(_Frozen):
     """One policy turn and, for a route, the upstream call it made.
 
-    ``cost_usd`` is this turn's policy cost plus its upstream cost. ``written_model`` is
-    the name as the policy wrote it, ``model`` the registry name it resolved to.
+    ``cost_usd`` is this turn's policy cost (``policy_cost_usd``) plus its upstream cost.
+    ``written_model`` is the name as the policy wrote it, ``model`` the registry name it
+    resolved to.
+
+    Timing (what spans and the trace viewer draw): ``started_ms`` is when the turn's first
+    policy engine call began and ``upstream_started_ms`` when its upstream call began (None:
+    no call), both in ms from the trace's start. ``cached_tokens`` is how many of the turn's
+    policy prompt tokens the engine reused from its prefix cache, when the engine said.
+    ``upstream_attempts`` counts the upstream tries (retries included; None: no call).
     """
 
     index: int
@@ -45,8 +52,13 @@ class RouteStep(_Frozen):
     upstream_prompt_tokens: int = 0
     upstream_completion_tokens: int = 0
     cost_usd: float = 0.0
+    policy_cost_usd: float = 0.0
     policy_latency_ms: float = 0.0
     upstream_latency_ms: float = 0.0
+    started_ms: float = 0.0
+    upstream_started_ms: float | None = None
+    cached_tokens: int | None = None
+    upstream_attempts: int | None = None
 
 
 class RouterTotals(_Frozen):
@@ -79,12 +91,18 @@ class RouterTotals(_Frozen):
 
 
 class RouterTrace(_Frozen):
-    """What the router did for one request."""
+    """What the router did for one request.
+
+    ``started_at`` is the episode's start in Unix seconds (step offsets count from it);
+    ``answer`` the answer text when the outcome is ``answer``.
+    """
 
     request_id: str
     profile: str
     policy_model: str
     outcome: Outcome
+    started_at: float = 0.0
+    answer: str | None = None
     steps: list[RouteStep] = []
     totals: RouterTotals = RouterTotals()
 
