@@ -1,6 +1,7 @@
 """Span attribute and event names: the OpenTelemetry GenAI semantic conventions (development
-status, as of semconv 1.37+: ``gen_ai.provider.name`` replaced ``gen_ai.system``, which is
-still written for older backends) and the gateway's own ``router_r1.*`` attributes.
+status, semconv 1.37+: ``gen_ai.provider.name``, which replaced ``gen_ai.system``) and the
+gateway's own ``router_r1.*`` attributes. Each attribute costs export CPU (encoding is most
+of it): nothing is written twice.
 
 Span names follow the GenAI convention ``{gen_ai.operation.name} {gen_ai.request.model}``
 (``invoke_agent {profile}`` for an episode's request span).
@@ -11,7 +12,6 @@ from __future__ import annotations
 # GenAI semantic conventions
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
-SYSTEM = "gen_ai.system"  # deprecated alias of gen_ai.provider.name
 AGENT_NAME = "gen_ai.agent.name"
 REQUEST_MODEL = "gen_ai.request.model"
 RESPONSE_MODEL = "gen_ai.response.model"
@@ -31,8 +31,6 @@ OP_COMPLETION = "text_completion"  # a policy turn (the engine's /v1/completions
 # General conventions
 ERROR_TYPE = "error.type"
 HTTP_STATUS = "http.response.status_code"
-HTTP_METHOD = "http.request.method"
-HTTP_ROUTE = "http.route"
 
 # The gateway's own
 REQUEST_ID = "router_r1.request_id"

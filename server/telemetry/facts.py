@@ -29,23 +29,22 @@ def model_catalog(registry: Registry) -> dict[str, ModelInfo]:
 
 @dataclass(frozen=True)
 class UpstreamCall:
-    """A passthrough request's upstream call (episode calls come from the trace's steps).
+    """A passthrough request's upstream call (episode calls come from the trace's steps); its
+    attributes go on the request's span.
 
-    ``started_ms`` counts from the request's start; ``status`` is the pool's (``ok``,
-    ``cached``, ``timeout``, ``http_error``, ...). ``reply_text`` goes into a span event only
-    when content capture is on.
+    ``status`` is the pool's (``ok``, ``cached``, ``timeout``, ``http_error``, ...);
+    ``attempts`` counts retries too. ``reply_text`` goes into a span event only when content
+    capture is on.
     """
 
     model: str
     status: str
-    started_ms: float = 0.0
     latency_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     attempts: int = 1
     deployment: str | None = None
-    http_status: int | None = None
     error: str | None = None
     response_model: str | None = None
     finish_reason: str | None = None

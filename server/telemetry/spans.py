@@ -2,7 +2,9 @@
 
 The tree: the request span (SERVER; its parent is the client's ``traceparent`` span when one
 was sent) → one span per policy turn (CLIENT, ``text_completion {policy model}``) → the turn's
-upstream call (CLIENT, ``chat {model}``). A passthrough request has one upstream child.
+upstream call (CLIENT, ``chat {model}``). A passthrough request is one upstream call: its one
+span (``chat {model}``) carries the call's attributes too (a child repeating them would double
+the export cost of the cheapest requests: encoding is most of it).
 
 Times are the real ones, from the trace (``started_at`` plus each step's offsets) rather
 than from when the spans are built, which happens after the episode so that the loop is not
@@ -37,7 +39,6 @@ from server.telemetry import attributes as A
 from server.telemetry.facts import RequestFacts, UpstreamCall
 
 SUCCEEDED = ("ok", "cached")
-CHAT_ROUTE = "/v1/chat/completions"
 
 Attributes = dict[str, AttributeValue]
 
@@ -130,7 +131,7 @@ class _Builder:
         attributes: Attributes = {A.MODEL: name, A.REQUEST_MODEL: name}
         if info is not None:
             attributes[A.REQUEST_MODEL] = info.upstream_model
-            attributes[A.PROVIDER] = attributes[A.SYSTEM] = info.provider
+            attributes[A.PROVIDER] = info.provider
         return attributes
 
     # ------------------------------------------------------------------ request span
@@ -148,8 +149,6 @@ class _Builder:
         attributes: Attributes = {
             A.REQUEST_ID: facts.request_id,
             A.MODE: facts.mode,
-            A.HTTP_METHOD: "POST",
-            A.HTTP_ROUTE: CHAT_ROUTE,
             A.HTTP_STATUS: facts.status_code,
             A.STREAM: facts.stream,
         }
@@ -170,14 +169,13 @@ class _Builder:
             attributes.update(self.model_attributes(model))
             attributes[A.OPERATION] = A.OP_CHAT
             span_name = f"{A.OP_CHAT} {model}"
-            if facts.upstream is not None:
-                call = facts.upstream
-                attributes[A.INPUT_TOKENS] = call.prompt_tokens
-                attributes[A.OUTPUT_TOKENS] = call.completion_tokens
-                attributes[A.COST] = call.cost_usd
         error = None
         if facts.status_code >= 500:
             error = facts.error_type or str(facts.status_code)
+        if facts.upstream is not None:
+            attributes.update(_call_attributes(facts.upstream))
+            if facts.upstream.status not in SUCCEEDED and error is None:
+                error = facts.upstream.status
         start = _ns(facts.started_at)
         end = start + _ms(facts.duration_ms)
         events = []
@@ -219,7 +217,7 @@ class _Builder:
                 A.POLICY_COST: step.policy_cost_usd,
             }
             if provider is not None:
-                attributes[A.PROVIDER] = attributes[A.SYSTEM] = provider
+                attributes[A.PROVIDER] = provider
             if step.cached_tokens is not None:
                 attributes[A.CACHED_INPUT_TOKENS] = step.cached_tokens
             if step.written_model is not None:
@@ -283,42 +281,25 @@ class _Builder:
             events=events,
         )
 
-    # ------------------------------------------------------------------ passthrough child
 
-    def passthrough_call(self, parent: trace_api.SpanContext, call: UpstreamCall) -> None:
-        attributes = self.model_attributes(call.model)
-        attributes.update(
-            {
-                A.OPERATION: A.OP_CHAT,
-                A.UPSTREAM_STATUS: call.status,
-                A.CACHED: call.status == "cached",
-                A.INPUT_TOKENS: call.prompt_tokens,
-                A.OUTPUT_TOKENS: call.completion_tokens,
-                A.COST: call.cost_usd,
-                A.LATENCY_MS: call.latency_ms,
-                A.ATTEMPTS: call.attempts,
-            }
-        )
-        if call.deployment is not None:
-            attributes[A.DEPLOYMENT] = call.deployment
-        if call.http_status is not None:
-            attributes[A.HTTP_STATUS] = call.http_status
-        if call.response_model is not None:
-            attributes[A.RESPONSE_MODEL] = call.response_model
-        if call.finish_reason is not None:
-            attributes[A.FINISH_REASONS] = (call.finish_reason,)
-        start = _ns(self.facts.started_at) + _ms(call.started_ms)
-        end = start + _ms(call.latency_ms)
-        self.add(
-            f"{A.OP_CHAT} {call.model}",
-            self.ctx.child_span_id("upstream", 0),
-            parent,
-            SpanKind.CLIENT,
-            start,
-            end,
-            attributes,
-            error=None if call.status in SUCCEEDED else call.status,
-        )
+def _call_attributes(call: UpstreamCall) -> Attributes:
+    """A passthrough request's upstream call, on its request span."""
+    attributes: Attributes = {
+        A.UPSTREAM_STATUS: call.status,
+        A.CACHED: call.status == "cached",
+        A.INPUT_TOKENS: call.prompt_tokens,
+        A.OUTPUT_TOKENS: call.completion_tokens,
+        A.COST: call.cost_usd,
+        A.LATENCY_MS: call.latency_ms,
+        A.ATTEMPTS: call.attempts,
+    }
+    if call.deployment is not None:
+        attributes[A.DEPLOYMENT] = call.deployment
+    if call.response_model is not None:
+        attributes[A.RESPONSE_MODEL] = call.response_model
+    if call.finish_reason is not None:
+        attributes[A.FINISH_REASONS] = (call.finish_reason,)
+    return attributes
 
 
 def _episode_totals(trace: RouterTrace) -> Attributes:
@@ -342,6 +323,4 @@ def build_spans(facts: RequestFacts, setup: SpanSetup) -> list[ReadableSpan]:
     request = builder.request()
     if facts.trace is not None:
         builder.steps(request, facts.trace)
-    if facts.upstream is not None:
-        builder.passthrough_call(request, facts.upstream)
     return builder.spans

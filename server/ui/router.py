@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
-
-from fastapi import FastAPI
 
 STATIC_DIR = Path(__file__).with_name("static")
 UI_PATH = "/ui"

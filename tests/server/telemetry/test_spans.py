@@ -210,19 +210,17 @@ def test_a_failed_episode_request_is_an_error() -> None:
     assert dict(request.attributes or {})["error.type"] == "engine_unavailable"
 
 
-def test_passthrough_has_one_upstream_child() -> None:
+def test_a_passthrough_request_is_one_span_with_its_call() -> None:
     context = RequestTraceContext.start(None)
     call = UpstreamCall(
         model=QWEN,
         status="ok",
-        started_ms=2.0,
         latency_ms=400.0,
         prompt_tokens=12,
         completion_tokens=34,
         cost_usd=0.0002,
         attempts=3,
         deployment="eu-1",
-        http_status=200,
         response_model="qwen/qwen2.5-7b-instruct-0925",
         finish_reason="stop",
     )
@@ -239,19 +237,40 @@ def test_passthrough_has_one_upstream_child() -> None:
         time_to_first_token_ms=120.0,
         models=MODELS,
     )
-    request, upstream = build_spans(facts, setup())
-    assert (request.name, upstream.name) == (f"chat {QWEN}", f"chat {QWEN}")
-    assert upstream.parent == request.context
-    assert (upstream.start_time, upstream.end_time) == (ns(2), ns(402))
-    r, u = dict(request.attributes or {}), dict(upstream.attributes or {})
-    assert (r["router_r1.mode"], r["gen_ai.operation.name"], r["router_r1.stream"]) == (
+    (span,) = build_spans(facts, setup())
+    assert (span.name, span.kind) == (f"chat {QWEN}", SpanKind.SERVER)
+    assert span.context is not None
+    assert span.context.span_id == context.span_id  # what the upstream call was told
+    assert (span.start_time, span.end_time) == (ns(0), ns(410))
+    attrs = dict(span.attributes or {})
+    assert (attrs["router_r1.mode"], attrs["gen_ai.operation.name"], attrs["router_r1.stream"]) == (
         "passthrough",
         "chat",
         True,
     )
-    assert r["router_r1.time_to_first_token_ms"] == 120.0
-    assert r["gen_ai.request.model"] == "qwen/qwen2.5-7b-instruct"
-    assert (u["router_r1.attempts"], u["router_r1.deployment"]) == (3, "eu-1")
-    assert u["gen_ai.response.model"] == "qwen/qwen2.5-7b-instruct-0925"
-    assert u["gen_ai.response.finish_reasons"] == ("stop",)
-    assert (u["gen_ai.usage.input_tokens"], u["gen_ai.usage.output_tokens"]) == (12, 34)
+    assert attrs["router_r1.time_to_first_token_ms"] == 120.0
+    assert attrs["gen_ai.request.model"] == "qwen/qwen2.5-7b-instruct"
+    assert (attrs["router_r1.attempts"], attrs["router_r1.deployment"]) == (3, "eu-1")
+    assert attrs["gen_ai.response.model"] == "qwen/qwen2.5-7b-instruct-0925"
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (12, 34)
+    assert attrs["router_r1.cost_usd"] == pytest.approx(0.0002)
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_a_failed_passthrough_call_is_an_error() -> None:
+    call = UpstreamCall(model=QWEN, status="timeout", latency_ms=1000.0, attempts=2)
+    facts = RequestFacts(
+        context=RequestTraceContext.start(None),
+        request_id="chatcmpl-pass",
+        mode="passthrough",
+        status_code=504,
+        started_at=STARTED_AT,
+        duration_ms=1001.0,
+        model=QWEN,
+        upstream=call,
+        error_type="upstream_timeout",
+    )
+    (span,) = build_spans(facts, setup())
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "upstream_timeout"
