@@ -100,6 +100,8 @@ class RequestTraceContext:
 
 
 def _sampled(sampler: Sampler, parent: TraceParent | None, trace_id: int) -> bool:
+    if sampler is DEFAULT_ON:  # the default, decided without building an SDK context
+        return parent is None or parent.sampled
     context: Context | None = None
     if parent is not None:
         remote = trace_api.SpanContext(

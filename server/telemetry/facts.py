@@ -39,7 +39,6 @@ class UpstreamCall:
 
     model: str
     status: str
-    latency_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

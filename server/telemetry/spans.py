@@ -150,8 +150,9 @@ class _Builder:
             A.REQUEST_ID: facts.request_id,
             A.MODE: facts.mode,
             A.HTTP_STATUS: facts.status_code,
-            A.STREAM: facts.stream,
         }
+        if facts.stream:
+            attributes[A.STREAM] = True
         if facts.key_id is not None:
             attributes[A.KEY_ID] = facts.key_id
         if facts.time_to_first_token_ms is not None:
@@ -283,14 +284,13 @@ class _Builder:
 
 
 def _call_attributes(call: UpstreamCall) -> Attributes:
-    """A passthrough request's upstream call, on its request span."""
+    """A passthrough request's upstream call, on its request span (the span's duration is
+    the latency; ``upstream_status`` says ``cached``)."""
     attributes: Attributes = {
         A.UPSTREAM_STATUS: call.status,
-        A.CACHED: call.status == "cached",
         A.INPUT_TOKENS: call.prompt_tokens,
         A.OUTPUT_TOKENS: call.completion_tokens,
         A.COST: call.cost_usd,
-        A.LATENCY_MS: call.latency_ms,
         A.ATTEMPTS: call.attempts,
     }
     if call.deployment is not None:

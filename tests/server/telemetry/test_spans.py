@@ -215,7 +215,6 @@ def test_a_passthrough_request_is_one_span_with_its_call() -> None:
     call = UpstreamCall(
         model=QWEN,
         status="ok",
-        latency_ms=400.0,
         prompt_tokens=12,
         completion_tokens=34,
         cost_usd=0.0002,
@@ -259,7 +258,7 @@ def test_a_passthrough_request_is_one_span_with_its_call() -> None:
 
 
 def test_a_failed_passthrough_call_is_an_error() -> None:
-    call = UpstreamCall(model=QWEN, status="timeout", latency_ms=1000.0, attempts=2)
+    call = UpstreamCall(model=QWEN, status="timeout", attempts=2)
     facts = RequestFacts(
         context=RequestTraceContext.start(None),
         request_id="chatcmpl-pass",

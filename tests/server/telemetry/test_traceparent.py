@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON, ParentBasedTraceIdRatio
 
 from server.telemetry import (
     RequestTraceContext,
@@ -111,3 +111,7 @@ def test_sampling_follows_the_parent_and_the_sampler() -> None:
     assert unsampled.traceparent().endswith("-00")  # callees are told not to sample
     assert not RequestTraceContext.start(None, sampler=ALWAYS_OFF).sampled
     assert RequestTraceContext.start(VALID, sampler=DEFAULT_ON).sampled
+    ratio = ParentBasedTraceIdRatio(1.0)  # the SDK's own sampler, handed the remote parent
+    assert not RequestTraceContext.start(f"00-{TRACE}-{SPAN}-00", sampler=ratio).sampled
+    assert RequestTraceContext.start(VALID, sampler=ratio).sampled
+    assert RequestTraceContext.start(None, sampler=ParentBasedTraceIdRatio(0.0)).sampled is False
