@@ -27,6 +27,7 @@ from server.episode.result import EpisodeResult
 from server.episode.trace import RouteStep
 from server.errors import APIError
 from server.metrics.metrics import NONE, PASSTHROUGH, ROUTER
+from server.store.base import TraceSummary
 from server.upstream.errors import (
     UpstreamBadResponseError,
     UpstreamConnectionError,
@@ -105,6 +106,7 @@ class RequestAccount:
         self.model_label = NONE
         self._profile: RouterProfile | None = None
         self._started = time.perf_counter()
+        self._created = time.time()  # a stored trace's summary says when the request started
         self._result: EpisodeResult | None = None
         self._route_tokens = 0
         self._route_cost = 0.0
@@ -251,8 +253,21 @@ class RequestAccount:
             tokens, cost = self.spent()
             work.append(self._ops.access.record(caller, tokens, cost))
         if self._result is not None:
-            trace = self._result.trace.model_dump_json().encode()
-            work.append(self._ops.traces.put(self.request_id, caller.id, trace))
+            trace = self._result.trace
+            summary = TraceSummary(
+                request_id=self.request_id,
+                created=self._created,
+                key_id=caller.id,
+                mode="router",
+                profile=trace.profile,
+                model=trace.policy_model,
+                outcome=trace.outcome,
+                status=status,
+                routes=trace.totals.routes,
+                cost_usd=trace.totals.cost_usd,
+                latency_ms=duration * 1000,
+            )
+            work.append(self._ops.traces.put(summary, trace.model_dump_json().encode()))
         if work:
             await self._ops.run_shielded(_gather(work))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -19,6 +19,9 @@ class OperationsSettings(BaseSettings):
     """Shared state (in-memory, or Redis when ``redis_url`` is set), keys, cache, traces."""
 
     redis_url: str | None = None
+    """``redis://host:6379/0`` (one Redis), ``redis+cluster://h1:7000,h2:7001`` (a Redis
+    Cluster) or ``redis+sentinel://s1:26379,s2:26379/mymaster/0`` (a Sentinel-managed primary);
+    ``rediss`` for TLS. All forms: server/store/redis_connect.py."""
     redis_prefix: str = "router-r1:"
     redis_max_connections: Annotated[int, Field(gt=0)] = 64
     redis_timeout_s: PositiveFloat = 0.25
@@ -45,9 +48,21 @@ class OperationsSettings(BaseSettings):
 
     trace_ttl_s: PositiveFloat = 3600.0
     trace_max_entries: Annotated[int, Field(gt=0)] = 10_000
-    """In-memory store only (Redis: TTL)."""
+    """The traces kept in memory; with Redis, the entries of each trace listing index (the
+    traces themselves are bounded by the TTL)."""
 
     registry_reload_interval_s: Annotated[float, Field(ge=0)] = 1.0
     """How often the registry file is polled for edits; 0 turns hot reload off."""
 
     metrics_enabled: bool = True
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, value: str | None) -> str | None:
+        """A URL naming no Redis fails at startup, with the accepted forms."""
+        # imported here: server.store builds its store from these settings
+        from server.store.redis_connect import parse_redis_url
+
+        if value:
+            parse_redis_url(value)
+        return value

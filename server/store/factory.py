@@ -20,6 +20,7 @@ def build_store(
             max_connections=settings.redis_max_connections,
             timeout_s=settings.redis_timeout_s,
             retry_interval_s=settings.redis_retry_interval_s,
+            trace_max_entries=settings.trace_max_entries,
             on_error=on_error,
         )
     return MemoryStore(

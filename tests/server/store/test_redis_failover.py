@@ -1,0 +1,134 @@
+"""A Redis Cluster primary, or a Sentinel-managed primary, killed under load: every call ends
+quickly (StoreUnavailable, never a hang), and calls succeed again once the replica is promoted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from server.store import Limits, RedisStore, StoreUnavailable, Window
+from server.store.layout import tag
+from tests.servers.redis_cluster import RedisClusterServers
+from tests.servers.redis_sentinel import SentinelGroup
+
+pytestmark = pytest.mark.slow
+
+MINUTE = Window("m1", 30.0)
+PERIOD = Window("d1", 3600.0)
+LIMITS = Limits(requests_per_minute=10**9, budget_usd=10.0**9)
+TIMEOUT_S = 0.2
+CALL_BOUND_S = 1.5  # the store's bound is 2 x TIMEOUT_S; the rest is slack for a busy machine
+RECOVERY_BOUND_S = 30.0
+WORKERS = 8
+
+
+@dataclass
+class Load:
+    """Workers admitting and settling against one store, recording how each call ended."""
+
+    store: RedisStore
+    watched: str  # the subject whose primary is killed
+    durations: list[float] = field(default_factory=list)
+    failures: int = 0
+    watched_failed: bool = False
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)  # ``watched`` served again
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def worker(self, subject: str) -> None:
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                admission = await self.store.admit(
+                    subject, LIMITS, MINUTE, PERIOD, reserve_usd=0.01
+                )
+                await self.store.settle(subject, admission.reservation, MINUTE, PERIOD, 1, 0.001)
+            except StoreUnavailable:
+                self.failures += 1
+                self.watched_failed = self.watched_failed or subject == self.watched
+                await asyncio.sleep(0.01)
+            else:
+                if self.watched_failed and subject == self.watched:
+                    self.recovered.set()
+            self.durations.append(time.perf_counter() - started)
+
+    async def until_recovered(self) -> None:
+        async with asyncio.timeout(RECOVERY_BOUND_S):
+            await self.recovered.wait()
+
+
+async def kill_under_load(store: RedisStore, subjects: list[str], kill: object) -> Load:
+    """Run two workers per subject, kill, and wait until ``subjects[0]`` is served again."""
+    load = Load(store, subjects[0])
+    workers = [asyncio.create_task(load.worker(s)) for s in subjects for _ in range(2)]
+    try:
+        await asyncio.sleep(0.3)  # under load before the kill
+        assert load.durations
+        assert not load.failures
+        await asyncio.to_thread(kill)  # type: ignore[arg-type]
+        await load.until_recovered()
+    finally:
+        load.stop.set()
+        await asyncio.wait_for(asyncio.gather(*workers), CALL_BOUND_S * 2)
+    return load
+
+
+async def test_a_cluster_primary_killed_under_load(
+    redis_cluster_replicated: RedisClusterServers,
+) -> None:
+    cluster = redis_cluster_replicated
+    store = RedisStore(cluster.url, timeout_s=TIMEOUT_S, retry_interval_s=0.2)
+    subjects = [f"key-{i}" for i in range(WORKERS // 2)]
+    victim = cluster.primary_of(tag(subjects[0]))
+    try:
+        load = await kill_under_load(store, subjects, victim.kill)
+        assert load.failures > 0
+        assert max(load.durations) < CALL_BOUND_S
+        # the subjects on the promoted replica are served by it
+        assert cluster.primary_of(tag(subjects[0])) is not victim
+        usage = await store.usage(subjects[0], MINUTE, PERIOD)
+        assert usage.requests > 0
+        assert await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_a_sentinel_primary_killed_under_load(
+    redis_sentinel_failover: SentinelGroup,
+) -> None:
+    group = redis_sentinel_failover
+    store = RedisStore(group.url, timeout_s=TIMEOUT_S, retry_interval_s=0.2)
+    subjects = [f"key-{i}" for i in range(WORKERS // 2)]
+    try:
+        load = await kill_under_load(store, subjects, group.kill_primary)
+        assert load.failures > 0
+        assert max(load.durations) < CALL_BOUND_S
+        await asyncio.to_thread(group.wait_failed_over)
+        assert (await store.usage(subjects[0], MINUTE, PERIOD)).requests > 0
+        assert await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_no_sentinel_answering_fails_fast(redis_sentinel_failover: SentinelGroup) -> None:
+    errors: list[str] = []
+    store = RedisStore(
+        redis_sentinel_failover.url,
+        timeout_s=TIMEOUT_S,
+        retry_interval_s=5.0,
+        on_error=errors.append,
+    )
+    try:
+        for sentinel in redis_sentinel_failover.sentinels:
+            sentinel.stop()
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailable):
+            await store.cache_get("k")
+        with pytest.raises(StoreUnavailable):  # within the retry interval: not tried again
+            await store.admit("k1", LIMITS, MINUTE, PERIOD)
+        assert time.perf_counter() - started < CALL_BOUND_S
+        assert errors == ["cache_get"]
+    finally:
+        await store.aclose()
