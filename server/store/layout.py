@@ -42,9 +42,11 @@ def counter_keys(subject: str, minute: Window, period: Window) -> tuple[str, str
     )
 
 
-def holds_key(subject: str, period_id: str) -> str:
-    """The budget reservations held in a period: reservation id -> ``"<expiry ms> <usd>"``."""
-    return f"lim:{tag(subject)}:{period_id}:hold"
+def holds_keys(subject: str, period_id: str) -> tuple[str, str, str]:
+    """The budget reservations held in a period: (reservation id -> USD, reservation id ->
+    expiry in ms, their total USD)."""
+    base = f"lim:{tag(subject)}:{period_id}"
+    return f"{base}:hold", f"{base}:hexp", f"{base}:held"
 
 
 def model_keys(model: str, minute: Window) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from server.store.base import (
     TraceSummary,
     UsageSnapshot,
 )
-from server.store.layout import counter_keys, holds_key, model_keys
+from server.store.layout import counter_keys, holds_keys, model_keys
 from server.store.memory_parts import Counters, ExpiringLRU, Holds, TraceShelf
 from server.store.windows import Window
 
@@ -56,7 +56,7 @@ class MemoryStore:
         hold_s: float = 600.0,
     ) -> Admission:
         requests_key, tokens_key, spend_key = counter_keys(subject, minute, period)
-        holds = holds_key(subject, period.id)
+        holds = holds_keys(subject, period.id)[0]
         budget = limits.budget_usd
         if budget is not None:
             spend, held = self._counters.get(spend_key), self._holds.held(holds)
@@ -85,7 +85,7 @@ class MemoryStore:
         cost_usd: float,
     ) -> None:
         if reservation is not None:
-            self._holds.release(holds_key(subject, reservation.period_id), reservation.id)
+            self._holds.release(holds_keys(subject, reservation.period_id)[0], reservation.id)
         _, tokens_key, spend_key = counter_keys(subject, minute, period)
         self._counters.add(tokens_key, tokens, minute.ttl_s)
         self._counters.add(spend_key, cost_usd, period.ttl_s)
@@ -101,7 +101,7 @@ class MemoryStore:
             requests=int(self._counters.get(requests_key)),
             tokens=int(self._counters.get(tokens_key)),
             spend_usd=self._counters.get(spend_key),
-            reserved_usd=self._holds.held(holds_key(subject, period.id)),
+            reserved_usd=self._holds.held(holds_keys(subject, period.id)[0]),
         )
 
     async def acquire_model_capacity(

@@ -45,6 +45,15 @@ _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 # closed is replaced when it is taken from the pool (see "protocol" below); a failed cluster
 # node makes the next call refresh the topology; a Sentinel failover makes it ask the
 # Sentinels again.
+def as_text(value: Any) -> str:
+    """A reply (bytes: this client does not decode) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 

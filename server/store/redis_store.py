@@ -1,9 +1,9 @@
 """The Redis store: shared by every replica, atomic limit updates, bounded and fail-fast.
 
 ``url`` names one Redis, a Redis Cluster or a Sentinel-managed primary (the forms:
-:mod:`server.store.redis_connect`). Every operation runs under ``timeout_s`` (connect, read,
-and the wait for one of ``max_connections`` slots), twice that in all (a reconnect or a
-cluster re-route included). After a failure Redis is not tried again for ``retry_interval_s``:
+:mod:`server.store.redis_connect`). Every operation runs under ``timeout_s`` (connect, read),
+twice that in all, the wait for one of ``max_connections`` slots included; no command is
+retried (at most once). After a failure Redis is not tried again for ``retry_interval_s``:
 meanwhile operations raise :class:`StoreUnavailable` at once, so an outage (or a cluster
 failover) costs at most one bounded wait per interval, not one per request. Failures are
 reported to ``on_error(operation)`` (a metric) and logged at most once per interval.
@@ -13,7 +13,7 @@ hold, add tokens and spend), usage and per-model capacity are each one Lua scrip
 (:mod:`server.store.redis_scripts`) over keys of one hash slot (:mod:`server.store.layout`).
 A trace and its summary and indexes are one non-transactional pipeline: a listing skips index
 entries whose summary is gone. Indexes are trimmed to ``trace_max_entries`` and expire with
-the traces.
+the traces; a listing reads pages of the index, one bounded call each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
@@ -40,39 +39,36 @@ from server.store.base import (
     UsageSnapshot,
 )
 from server.store.layout import (
-    GLOBAL_TRACE_INDEX,
     counter_keys,
-    holds_key,
-    index_member,
+    holds_keys,
     model_keys,
-    owner_trace_index,
-    request_owners_key,
-    split_index_member,
-    summary_key,
-    trace_key,
 )
-from server.store.redis_connect import RedisConnection, parse_redis_url
+from server.store.redis_connect import RedisConnection, as_bytes, as_text, parse_redis_url
 from server.store.redis_scripts import ADMIT, MODEL_CAPACITY, MODEL_TOKENS, SETTLE, USAGE
+from server.store.redis_traces import RedisTraces
 from server.store.windows import Window
 
 logger = logging.getLogger("router_r1.store")
 
 T = TypeVar("T")
 
-_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
-_LIST_PAGE = 200  # index entries read per round trip of a listing
+# Redis failing, and redis-py's cluster client failing inside: during a failover it closes
+# every connection (ClusterDownError) while other calls are connecting on them, which then
+# fail on a connection torn down under them (AttributeError on its writer, seen here) or a
+# slot map being rebuilt (KeyError, IndexError: redis-py issues 2437 and after).
+_FAILURES = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+    AttributeError,
+    KeyError,
+    IndexError,
+)
 
 
 def _arg(value: float | None) -> str:
     return "" if value is None else repr(value)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _bytes(value: bytes | str | None) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value
 
 
 def _limit(kind: str) -> LimitKind:
@@ -101,7 +97,6 @@ class RedisStore:
         self._prefix = prefix
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
-        self._trace_max_entries = trace_max_entries
         self._on_error = on_error
         self._connection = RedisConnection(
             target, timeout_s=timeout_s, max_connections=max_connections
@@ -109,6 +104,7 @@ class RedisStore:
         self._redis = self._connection.client
         # Bounds the calls in flight, so no pool (one per cluster node) ever runs out.
         self._gate = asyncio.Semaphore(max_connections)
+        self._traces = RedisTraces(self._connection, self._key, self._run, trace_max_entries)
         self._down_until = 0.0
         self._next_log = 0.0
 
@@ -153,7 +149,7 @@ class RedisStore:
 
     async def cache_get(self, key: str) -> bytes | None:
         async def call() -> bytes | None:
-            return _bytes(await self._redis.get(self._key("cache:" + key)))
+            return as_bytes(await self._redis.get(self._key("cache:" + key)))
 
         return await self._run("cache_get", call)
 
@@ -176,7 +172,7 @@ class RedisStore:
         hold_s: float = 600.0,
     ) -> Admission:
         keys = [self._key(k) for k in counter_keys(subject, minute, period)]
-        keys.append(self._key(holds_key(subject, period.id)))
+        keys.extend(self._key(k) for k in holds_keys(subject, period.id))
         reservation_id = uuid.uuid4().hex
         args = [
             _arg(limits.requests_per_minute),
@@ -192,7 +188,7 @@ class RedisStore:
         async def call() -> Any:
             return await self._eval(ADMIT, keys, args)
 
-        refused, used, held, reserved = (_text(v) for v in await self._run("admit", call))
+        refused, used, held, reserved = (as_text(v) for v in await self._run("admit", call))
         if refused:
             return Admission(False, _limit(refused), float(used), reserved_usd=float(held))
         reservation = Reservation(reserved, period.id, reserve_usd) if reserved else None
@@ -209,7 +205,7 @@ class RedisStore:
     ) -> None:
         _, tokens_key, spend_key = (self._key(k) for k in counter_keys(subject, minute, period))
         held_in = reservation.period_id if reservation is not None else period.id
-        keys = [tokens_key, spend_key, self._key(holds_key(subject, held_in))]
+        keys = [tokens_key, spend_key, *(self._key(k) for k in holds_keys(subject, held_in))]
         args = [
             str(tokens),
             repr(cost_usd),
@@ -230,12 +226,12 @@ class RedisStore:
 
     async def usage(self, subject: str, minute: Window, period: Window) -> UsageSnapshot:
         keys = [self._key(k) for k in counter_keys(subject, minute, period)]
-        keys.append(self._key(holds_key(subject, period.id)))
+        keys.extend(self._key(k) for k in holds_keys(subject, period.id))
 
         async def call() -> Any:
             return await self._eval(USAGE, keys, [])
 
-        requests, tokens, spend, held = (_text(v) for v in await self._run("usage", call))
+        requests, tokens, spend, held = (as_text(v) for v in await self._run("usage", call))
         return UsageSnapshot(
             requests=int(requests) if requests else 0,
             tokens=int(tokens) if tokens else 0,
@@ -265,7 +261,7 @@ class RedisStore:
         async def call() -> Any:
             return await self._eval(MODEL_CAPACITY, keys, args)
 
-        refused = _text(await self._run("acquire_model_capacity", call))
+        refused = as_text(await self._run("acquire_model_capacity", call))
         if not refused:
             return ModelCapacity(True)
         return ModelCapacity(
@@ -283,55 +279,10 @@ class RedisStore:
     # ------------------------------------------------------------------ traces
 
     async def put_trace(self, summary: TraceSummary, trace: bytes, ttl_s: float) -> None:
-        owner, request_id = summary.key_id, summary.request_id
-        ttl_ms = max(1, int(ttl_s * 1000))
-        created_ms = int(summary.created * 1000)
-        expired = f"({created_ms - ttl_ms}"  # entries created before this are gone
-        indexes = (
-            (self._key(owner_trace_index(owner)), request_id),
-            (self._key(GLOBAL_TRACE_INDEX), index_member(owner, request_id)),
-        )
-        owners_key = self._key(request_owners_key(request_id))
-
-        async def call() -> None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self._key(trace_key(owner, request_id)), trace, px=ttl_ms)
-                pipe.set(
-                    self._key(summary_key(owner, request_id)),
-                    summary.model_dump_json(),
-                    px=ttl_ms,
-                )
-                for index, member in indexes:
-                    pipe.zadd(index, {member: created_ms})
-                    pipe.zremrangebyscore(index, "-inf", expired)
-                    pipe.zremrangebyrank(index, 0, -self._trace_max_entries - 1)
-                    pipe.pexpire(index, ttl_ms)
-                pipe.zadd(owners_key, {owner: created_ms})
-                pipe.zremrangebyscore(owners_key, "-inf", expired)
-                pipe.pexpire(owners_key, ttl_ms)
-                await pipe.execute()
-
-        await self._run("put_trace", call)
+        await self._traces.put(summary, trace, ttl_s)
 
     async def get_trace(self, request_id: str, owner: str | None) -> StoredTrace | None:
-        async def call() -> StoredTrace | None:
-            owners = (
-                [owner]
-                if owner is not None
-                else [
-                    _text(o)
-                    for o in await self._redis.zrevrange(
-                        self._key(request_owners_key(request_id)), 0, -1
-                    )
-                ]
-            )
-            for candidate in owners:  # an admin's: the newest first
-                value = _bytes(await self._redis.get(self._key(trace_key(candidate, request_id))))
-                if value is not None:
-                    return StoredTrace(owner=candidate, trace=value)
-            return None
-
-        return await self._run("get_trace", call)
+        return await self._traces.get(request_id, owner)
 
     async def list_traces(
         self,
@@ -341,42 +292,7 @@ class RedisStore:
         profile: str | None = None,
         outcome: str | None = None,
     ) -> list[TraceSummary]:
-        index = self._key(owner_trace_index(owner) if owner is not None else GLOBAL_TRACE_INDEX)
-        found: list[TraceSummary] = []
-        seen: set[tuple[str, str]] = set()
-        # Each page is one bounded call; the index holds at most trace_max_entries.
-        for start in range(0, self._trace_max_entries, _LIST_PAGE):
-            read, page = await self._run("list_traces", partial(self._page, index, owner, start))
-            for summary in page:
-                if (summary.key_id, summary.request_id) in seen:
-                    continue  # a page boundary moved under a concurrent write
-                seen.add((summary.key_id, summary.request_id))
-                if (profile is None or summary.profile == profile) and (
-                    outcome is None or summary.outcome == outcome
-                ):
-                    found.append(summary)
-                    if len(found) >= limit:
-                        return found
-            if read < _LIST_PAGE:
-                break
-        return found
-
-    async def _page(
-        self, index: str, owner: str | None, start: int
-    ) -> tuple[int, list[TraceSummary]]:
-        """(entries read, their summaries) of one page of ``index``, newest first; entries
-        whose summary is gone are left out."""
-        stop = start + _LIST_PAGE - 1
-        members = [_text(m) for m in await self._redis.zrevrange(index, start, stop)]
-        pairs = [
-            (owner, member) if owner is not None else split_index_member(member)
-            for member in members
-        ]
-        values = await self._connection.mget(
-            [self._key(summary_key(item_owner, request_id)) for item_owner, request_id in pairs]
-        )
-        summaries = [TraceSummary.model_validate_json(v) for v in values if v is not None]
-        return len(members), summaries
+        return await self._traces.summaries(owner, limit, profile, outcome)
 
     # ------------------------------------------------------------------ lifecycle
 
