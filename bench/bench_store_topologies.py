@@ -117,21 +117,40 @@ async def recovery_s(url: str, watched: str, kill: Callable[[], None]) -> float:
         await store.aclose()
 
 
+async def failover_s(root: Path, kind: str) -> float:
+    """One failover of a fresh cluster (3 + 3 replicas) or Sentinel group (3 Sentinels)."""
+    if kind == "cluster":
+        cluster = RedisClusterServers(root, replicas_per_primary=1).start()
+        try:
+            victim = cluster.primary_of(tag("watched"))
+            return await recovery_s(cluster.url, "watched", victim.kill)
+        finally:
+            cluster.stop()
+    group = SentinelGroup(root, sentinels=3).start()
+    try:
+        return await recovery_s(group.url, "watched", group.kill_primary)
+    finally:
+        group.stop()
+
+
 async def main(calls: int, failovers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        results = {}
         single = RedisServer(root / "single").start()
-        cluster = RedisClusterServers(root / "cluster").start()
-        sentinel = SentinelGroup(root / "sentinel").start()
         try:
-            results = {
-                "single": await latencies(single.url, calls),
-                "cluster (3 primaries)": await latencies(cluster.url, calls),
-                "sentinel (1 + 1 replica)": await latencies(sentinel.url, calls),
-            }
+            results["single"] = await latencies(single.url, calls)
         finally:
             single.stop()
+        cluster = RedisClusterServers(root / "cluster").start()
+        try:
+            results["cluster (3 primaries)"] = await latencies(cluster.url, calls)
+        finally:
             cluster.stop()
+        sentinel = SentinelGroup(root / "sentinel").start()
+        try:
+            results["sentinel (1 + 1 replica)"] = await latencies(sentinel.url, calls)
+        finally:
             sentinel.stop()
         names = list(results)
         print(f"per-call latency, µs: median / p99 of {calls} sequential calls")
@@ -143,17 +162,7 @@ async def main(calls: int, failovers: int) -> None:
             )
             print(f"  {operation:<28}{cells}")
         for kind in ("cluster", "sentinel"):
-            times = []
-            for i in range(failovers):
-                if kind == "cluster":
-                    group = RedisClusterServers(root / f"fo-c{i}", replicas_per_primary=1).start()
-                    victim = group.primary_of(tag("watched"))
-                    times.append(await recovery_s(group.url, "watched", victim.kill))
-                    group.stop()
-                else:
-                    sentinels = SentinelGroup(root / f"fo-s{i}", sentinels=3).start()
-                    times.append(await recovery_s(sentinels.url, "watched", sentinels.kill_primary))
-                    sentinels.stop()
+            times = [await failover_s(root / f"{kind}-{i}", kind) for i in range(failovers)]
             shown = ", ".join(f"{t:.2f}" for t in times)
             print(f"failover to the first served call, {kind}: {shown} s")
 

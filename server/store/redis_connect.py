@@ -22,6 +22,7 @@ the store's own concurrency gate, ``max_connections``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -166,6 +167,7 @@ class RedisConnection:
         }
         self._pool: BlockingConnectionPool | None = None
         self._sentinel: Sentinel | None = None
+        self._cluster_nodes: dict[int, ClusterNode] = {}  # the topology last seen
         self.client: Redis | RedisCluster
         if target.mode == "cluster":
             self.client = RedisCluster(
@@ -206,8 +208,19 @@ class RedisConnection:
         topology first, under its own lock. redis-py routes a command before it would do so,
         and one routed while the topology is unknown goes to a random node and gets MOVED:
         at cold start or after a failure, a burst of calls would be misrouted."""
-        if isinstance(self.client, RedisCluster):
-            await self.client.initialize()
+        if not isinstance(self.client, RedisCluster):
+            return
+        await self.client.initialize()
+        nodes = {id(node): node for node in self.client.get_nodes()}
+        if nodes.keys() != self._cluster_nodes.keys():
+            await self._close_nodes_gone(nodes)
+
+    async def _close_nodes_gone(self, nodes: dict[int, ClusterNode]) -> None:
+        """redis-py drops a node that left the topology (a dead primary) without closing the
+        connections busy at that moment: they would stay open until garbage-collected."""
+        gone = [node for key, node in self._cluster_nodes.items() if key not in nodes]
+        self._cluster_nodes = nodes
+        await asyncio.gather(*(node.disconnect() for node in gone), return_exceptions=True)
 
     async def mget(self, keys: list[str]) -> list[Any]:
         """Values of keys that may live in different hash slots (None where missing)."""
@@ -221,6 +234,7 @@ class RedisConnection:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self._close_nodes_gone({})
         if self._pool is not None:
             await self._pool.aclose()
         if self._sentinel is not None:

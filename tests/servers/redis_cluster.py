@@ -71,6 +71,15 @@ class RedisClusterServers:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self) -> RedisClusterServers:
+        """Start every node and join them (all stopped again if that fails)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         subprocess.run(
@@ -88,7 +97,6 @@ class RedisClusterServers:
             timeout=HEALTHY_TIMEOUT_S,
         )
         self.wait_healthy()
-        return self
 
     def wait_healthy(self, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
         """Until every running node sees the cluster ok and every replica is in sync."""

@@ -122,6 +122,15 @@ class SentinelGroup:
         return f"redis+sentinel://{members}/{SERVICE}/0"
 
     def start(self) -> SentinelGroup:
+        """Start the primary, the replica and the Sentinels (all stopped if that fails)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         self.primary.start()
         self.replica.start()
         for sentinel in self.sentinels:
@@ -143,7 +152,6 @@ class SentinelGroup:
             )
 
         wait_until(ready, HEALTHY_TIMEOUT_S, "the replica and the sentinels to be ready")
-        return self
 
     def kill_primary(self) -> None:
         self.primary.kill()
