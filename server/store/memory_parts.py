@@ -153,14 +153,6 @@ class TraceShelf:
         item = self._live(owner, request_id)
         return None if item is None else StoredTrace(owner=owner, trace=item.trace)
 
-    def _live(self, owner: str, request_id: str) -> _Shelved | None:
-        item = self._items.get((owner, request_id))
-        if item is not None and item.expires <= self._clock():
-            del self._items[(owner, request_id)]
-            self._forget_owner(request_id, owner)
-            return None
-        return item
-
     def summaries(
         self, owner: str | None, limit: int, profile: str | None, outcome: str | None
     ) -> list[TraceSummary]:
@@ -177,6 +169,15 @@ class TraceShelf:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def _live(self, owner: str, request_id: str) -> _Shelved | None:
+        """The entry if not expired (an expired one is dropped)."""
+        item = self._items.get((owner, request_id))
+        if item is not None and item.expires <= self._clock():
+            del self._items[(owner, request_id)]
+            self._forget_owner(request_id, owner)
+            return None
+        return item
 
     def _forget_owner(self, request_id: str, owner: str) -> None:
         owners = self._owners.get(request_id)

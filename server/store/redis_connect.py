@@ -168,6 +168,7 @@ class RedisConnection:
         self._pool: BlockingConnectionPool | None = None
         self._sentinel: Sentinel | None = None
         self._cluster_nodes: dict[int, ClusterNode] = {}  # the topology last seen
+        options = {**timeouts, **target.options}  # the URL's own options win, as in redis-py
         self.client: Redis | RedisCluster
         if target.mode == "cluster":
             self.client = RedisCluster(
@@ -177,8 +178,7 @@ class RedisConnection:
                 # MOVED patches the slot map, never closes the client: a full refresh closes
                 # every connection, and with them the replies of calls in flight
                 reinitialize_steps=0,
-                **timeouts,
-                **target.options,
+                **options,
             )
         elif target.mode == "sentinel":
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -190,8 +190,7 @@ class RedisConnection:
                 redis_class=Redis,
                 max_connections=max_connections,
                 retry=_no_retry(),
-                **timeouts,
-                **target.options,
+                **options,
             )
         else:
             self._pool = BlockingConnectionPool.from_url(
