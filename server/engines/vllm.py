@@ -67,14 +67,6 @@ def _finish_reason(value: object) -> FinishReason:
     return "stop"
 
 
-def cached_prompt_tokens(usage: Mapping[str, Any]) -> int | None:
-    """``usage.prompt_tokens_details.cached_tokens`` (vLLM with ``--enable-prompt-tokens-details``,
-    llama.cpp): prompt tokens served from the prefix cache; None when not reported."""
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
-
-
 def _int_list(value: object, what: str) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(i, int) for i in value):
         raise EngineError(f"policy engine {what}: malformed reply (no token id list)")
@@ -189,7 +181,7 @@ class VLLMEngine:
             finish_reason=_finish_reason(choices[0].get("finish_reason")),
             prompt_tokens=int(usage.get("prompt_tokens", len(prompt_ids))),
             completion_tokens=int(usage.get("completion_tokens", 0)),
-            cached_tokens=cached_prompt_tokens(usage),
+            cached_tokens=_cached_tokens(usage),
         )
 
     async def stream_generate(
@@ -262,5 +254,13 @@ async def _parse_stream(
         finish_reason=_finish_reason(finish),
         prompt_tokens=int(usage.get("prompt_tokens", prompt_len)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
-        cached_tokens=cached_prompt_tokens(usage),
+        cached_tokens=_cached_tokens(usage),
     )
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens`` (vLLM with
+    ``--enable-prompt-tokens-details``, the llama.cpp server's addition), None when absent."""
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None

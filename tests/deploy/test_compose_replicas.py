@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from router_model.registry import Registry
 from tests.deploy.compose import COMPOSE, REPO, Override, active_services, depends_on, merged
+from tests.deploy.test_compose import host_path
 
 REPLICAS = REPO / "docker-compose.replicas.yml"
 SERVICES = active_services(merged(COMPOSE, REPLICAS))
@@ -20,21 +21,20 @@ def registry() -> Registry:
 def test_both_replicas_serve_the_same_checkpoint_on_their_own_gpu() -> None:
     a, b = SERVICES["vllm"], SERVICES["vllm-b"]
     assert a["command"] == b["command"]
+    assert a["image"] == b["image"]
+    assert a.get("expose") == b.get("expose")
+    assert "ports" not in b  # clients reach the policy only through the gateway
     assert "--enable-prefix-caching" in b["command"]
     devices = [service["deploy"]["resources"]["reservations"]["devices"] for service in (a, b)]
     gpus = [(d.value if isinstance(d, Override) else d)[0]["device_ids"] for d in devices]
     assert gpus == [["0"], ["1"]]
-    host_ports = [p.split(":")[0] for s in SERVICES.values() for p in s.get("ports", [])]
+    host_ports = [p.rsplit(":", 1)[0] for s in SERVICES.values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports))
 
 
 def test_the_proxy_uses_the_registry_listing_both() -> None:
     proxy = SERVICES["proxy"]
-    assert proxy["environment"]["ROUTER_R1_REGISTRY"] == "/app/model_registry.replicas.yaml"
-    assert (
-        "./deploy/compose/model_registry.replicas.yaml:/app/model_registry.replicas.yaml:ro"
-        in (proxy["volumes"])
-    )
+    assert host_path(proxy, proxy["environment"]["ROUTER_R1_REGISTRY"]) == REGISTRY
     assert {"vllm", "vllm-b", "redis"} <= set(depends_on(proxy))
     profile = registry().profile("router-r1")
     assert profile is not None

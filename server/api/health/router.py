@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from server.api.health.status import operations_status
 from server.deps import StateDep
 from server.engines.health import publish_replica_states
 from server.errors import APIError, error_response
-from server.operations.status import operations_status
 
 router = APIRouter()
 

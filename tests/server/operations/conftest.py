@@ -8,7 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
+from router_model.episode import PolicyOverrides, resolve_settings
 from server.auth import hash_key
+from server.lifecycle.budget import episode_worst_case_usd
+from tests.fakes.registry import PROFILE, default_registry
 from tests.server.api.conftest import running_gateway
 from tests.servers.fixtures import redis_server
 
@@ -44,3 +47,15 @@ async def spend_of(gw: Any, key: str) -> float:
     assert response.status_code == 200, response.text
     spend: float = response.json()["budget"]["spend_usd"]
     return spend
+
+
+def one_request_budget(messages: list[dict[str, str]] = QUESTION) -> float:
+    """A budget that covers exactly one ``router-r1`` request's worst case (what admission
+    reserves): the first request is admitted, and once it has spent anything the next one
+    cannot be covered."""
+    registry = default_registry()
+    profile = registry.profile(PROFILE)
+    assert profile is not None
+    settings = resolve_settings(profile, PolicyOverrides())
+    worst = episode_worst_case_usd(registry, profile, settings, {"messages": messages})
+    return worst * (1 + 1e-9)

@@ -20,6 +20,7 @@ from tests.server.operations.conftest import (
     ROUTE_QWEN,
     key_entry,
     keys_json,
+    one_request_budget,
 )
 
 
@@ -79,12 +80,13 @@ async def test_tokens_per_minute_is_429(gateway: Any) -> None:
 
 
 async def test_a_spent_budget_is_402(gateway: Any) -> None:
-    keys = keys_json(key_entry("team-a", KEY_A, budget_usd=1e-6, budget_period="day"))
+    budget = one_request_budget()  # admission reserves a request's worst case
+    keys = keys_json(key_entry("team-a", KEY_A, budget_usd=budget, budget_period="day"))
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER, ANSWER]), api_keys=keys) as gw:
         client = gw.client.with_options(api_key=KEY_A)
         first = await client.chat.completions.create(model="router-r1", messages=QUESTION)
         assert first.usage is not None
-        assert first.usage.model_extra["cost"] > 1e-6  # the route's cost overshoots the budget
+        assert first.usage.model_extra["cost"] > 0  # what is left cannot cover another
         with pytest.raises(openai.APIStatusError) as info:
             await client.chat.completions.create(model="router-r1", messages=QUESTION)
         assert info.value.status_code == 402

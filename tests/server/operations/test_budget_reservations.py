@@ -5,9 +5,8 @@ scenario is one a post-paid budget overshoots: twenty slow requests at once, eac
 three quarters of its worst case, against a budget of two and a half worst cases (post-paid,
 all twenty are admitted while nothing is spent yet, and spend about fifteen worst cases).
 
-Two ways: the gateway's wiring against a reserving ledger with the store's semantics (always
-run), and the real stores (memory and Redis), which need the shared store's reservations
-(``SharedStore.settle``): skipped while the store has none.
+Two ways: the gateway's wiring against a reserving ledger with the store's semantics (every
+reservation checked against the request's real cost), and the real stores (memory and Redis).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from router_model.registry import Registry, parse_registry
 from server.auth.access import AccessControl, Caller
 from server.errors import APIError
 from server.store.base import Reservation
-from server.store.memory import MemoryStore
 from tests.fakes.registry import PROFILE, REGISTRY_FILE
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
@@ -134,13 +132,6 @@ async def _burst_one(gw: Any) -> Any:
     return await gw.http.post("/v1/chat/completions", json=body, headers=headers)
 
 
-store_reserves = pytest.mark.skipif(
-    not hasattr(MemoryStore, "settle"),
-    reason="needs the shared store's budget reservations (SharedStore.settle)",
-)
-
-
-@store_reserves
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_concurrent_requests_never_overshoot_a_budget(
     gateway: Any, request: pytest.FixtureRequest, backend: str

@@ -23,6 +23,7 @@ from tests.server.operations.conftest import (
     ROUTE_QWEN,
     key_entry,
     keys_json,
+    one_request_budget,
     spend_of,
 )
 from tests.servers.redis_server import RedisServer
@@ -103,7 +104,7 @@ async def test_concurrent_spend_on_two_replicas_adds_up(redis_server: RedisServe
 async def test_a_budget_spent_on_one_replica_is_spent_on_the_other(
     redis_server: RedisServer,
 ) -> None:
-    keys = keys_json(key_entry("team-a", KEY_A, budget_usd=1e-6))
+    keys = keys_json(key_entry("team-a", KEY_A, budget_usd=one_request_budget()))
     async with replicas(redis_server, keys, cache_enabled=False) as (one, two):
         await ask(one)
         with pytest.raises(openai.APIStatusError) as info:
