@@ -1,0 +1,439 @@
+"""An OpenAI-compatible upstream that misbehaves on demand, one scripted behaviour per request.
+
+Serves ``POST /v1/chat/completions`` (plain and ``stream: true``) for any model. Each request
+takes the next behaviour scripted for its model (:meth:`MisbehavingUpstream.script`), else
+the one for any model, else ``default`` (a well-behaved :class:`Reply`); a rule
+(:meth:`MisbehavingUpstream.rule`) decides first when set. Behaviours:
+
+- :class:`Reply`: a completion (or SSE stream: role chunk, one chunk per word, finish chunk,
+  usage chunk when asked for, ``[DONE]``) with chosen text (injected tags and special-token
+  strings are just text), usage, extra raw header bytes (``café €`` as UTF-8), a delay before
+  the headers, a pause between chunks (a *drip*), and how it ends: ``done``; ``eof`` (a clean
+  end of the HTTP response without a finish reason or ``[DONE]``; for a plain reply, JSON
+  cut in the middle); ``stall`` (silence, after ``cut_after`` chunks: 0 = right after the
+  headers); ``reset`` (the connection reset after ``cut_after`` chunks);
+- :class:`Status`: an HTTP error with the OpenAI envelope and an optional ``Retry-After``;
+- :class:`Hang`: nothing at all, not even headers;
+- :class:`Reset`: the connection reset instead of any response;
+- :class:`Garbage`: a 2xx whose body is not JSON; :class:`TruncatedJson`: JSON cut short.
+
+Two ways to reach it. Over TCP: ``async with upstream.served() as base_url`` runs it under a
+real uvicorn on a free loopback port in the test's event loop, so the client's real
+transport, its read timeouts and real connection resets (RST, via ``SO_LINGER`` 0) apply.
+In-process: ``httpx.ASGITransport(app=upstream)``, for behaviours that need no socket (the
+ASGI transport buffers whole responses, so stalls and drips have no timing there, and a
+reset is raised as the httpx error a client would see: ``ConnectError`` before the request
+was sent, ``RemoteProtocolError`` after).
+
+Every request is recorded (:attr:`MisbehavingUpstream.received`) with the behaviour it got
+and the usage the fake reported (``None`` when it sent none), so tests can check spend
+against what the upstream actually reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+
+from tests.servers.uvicorn_server import serving
+
+HANG_LIMIT_S = 120.0  # a hang or stall ends by then even if nobody closes it
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A completion; see the module docstring for ``end`` and ``cut_after``."""
+
+    text: str = "Leo Tolstoy wrote War and Peace."
+    prompt_tokens: int = 11
+    completion_tokens: int | None = None  # default: the number of words of ``text``
+    send_usage: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)  # values sent as UTF-8 bytes
+    delay_s: float = 0.0  # before the response headers
+    chunk_interval_s: float = 0.0  # before each stream chunk (a drip)
+    end: Literal["done", "eof", "stall", "reset"] = "done"
+    cut_after: int | None = None  # content chunks sent before a stall/reset/eof (None: all)
+
+    @property
+    def words(self) -> list[str]:
+        parts = self.text.split(" ")
+        return [part + " " for part in parts[:-1]] + [parts[-1]]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        completion = (
+            self.completion_tokens if self.completion_tokens is not None else len(self.words)
+        )
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    """An HTTP error status with the OpenAI error envelope."""
+
+    status: int
+    retry_after: str | None = None
+    message: str = "scripted failure"
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Read the request, then send nothing (until the client leaves, or HANG_LIMIT_S)."""
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Reset the connection instead of responding.
+
+    Over TCP the request has been read by then (a reset before the request is written is
+    what a dead keep-alive connection or a refused connection gives: nothing listening).
+    In-process, ``before_request`` picks the error the client sees: ``ConnectError``
+    (the request never left) or ``RemoteProtocolError`` (it was sent, no answer came)."""
+
+    before_request: bool = False
+
+
+@dataclass(frozen=True)
+class Garbage:
+    body: bytes = b"<html><body>502 Bad Gateway</body></html>"
+    content_type: str = "text/html"
+
+
+@dataclass(frozen=True)
+class TruncatedJson:
+    """A 200 ``application/json`` whose body stops in the middle of the object."""
+
+
+Behaviour = Reply | Status | Hang | Reset | Garbage | TruncatedJson
+Rule = Callable[["Received"], Behaviour | None]
+
+
+@dataclass
+class Received:
+    """One request as the fake got it, and what it did with it."""
+
+    model: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    behaviour: Behaviour | None = None
+    reported_usage: dict[str, int] | None = None  # the usage object it sent, if any
+    finished: bool = False  # the behaviour ran to its end (a hang or stall never does)
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def wants_usage(self) -> bool:
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class _ConnectionReset(Exception):
+    """Raised inside the app to end the request without a response (in-process mode)."""
+
+
+class MisbehavingUpstream:
+    """See the module docstring. Call it as an ASGI app, or :meth:`served` over TCP."""
+
+    def __init__(self, default: Behaviour | None = None) -> None:
+        self.default: Behaviour = default or Reply()
+        self.received: list[Received] = []
+        self._queues: dict[str | None, deque[Behaviour]] = {}
+        self._rule: Rule | None = None
+        self._released = asyncio.Event()
+
+    # ------------------------------------------------------------------ scripting
+
+    def script(self, *behaviours: Behaviour, model: str | None = None) -> MisbehavingUpstream:
+        """The next requests (for ``model``'s upstream id, or any model) get these, in order."""
+        self._queues.setdefault(model, deque()).extend(behaviours)
+        return self
+
+    def rule(self, rule: Rule | None) -> MisbehavingUpstream:
+        """``rule(request)`` picks the behaviour of every request (None: the script decides)."""
+        self._rule = rule
+        return self
+
+    def calls_to(self, model: str) -> list[Received]:
+        return [r for r in self.received if r.model == model]
+
+    def release(self) -> None:
+        """End every hang and stall now (before the server stops)."""
+        self._released.set()
+
+    def _behaviour(self, request: Received) -> Behaviour:
+        if self._rule is not None:
+            chosen = self._rule(request)
+            if chosen is not None:
+                return chosen
+        for key in (request.model, None):
+            queue = self._queues.get(key)
+            if queue:
+                return queue.popleft()
+        return self.default
+
+    # ------------------------------------------------------------------ serving
+
+    @asynccontextmanager
+    async def served(self) -> AsyncIterator[str]:
+        """Serve over TCP (uvicorn, this event loop); yields the OpenAI base URL."""
+        async with serving(self) as port:
+            try:
+                yield f"http://127.0.0.1:{port}/v1"
+            finally:
+                self.release()
+
+    def transport(self) -> httpx.ASGITransport:
+        """An in-process transport reaching this app."""
+        return httpx.ASGITransport(app=self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST" or not scope["path"].endswith("/chat/completions"):
+            await _send_json(send, 404, {"error": {"message": "not found", "type": "not_found"}})
+            return
+        socket_transport = _socket_transport(send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = json.loads(await _read_body(receive) or b"{}")
+        request = Received(model=str(body.get("model")), body=body, headers=headers)
+        self.received.append(request)
+        behaviour = request.behaviour = self._behaviour(request)
+        await self._perform(behaviour, request, socket_transport, receive, send)
+
+    async def _perform(
+        self,
+        behaviour: Behaviour,
+        request: Received,
+        socket_transport: asyncio.Transport | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if isinstance(behaviour, Reset):
+            await self._reset(socket_transport, receive, before_request=behaviour.before_request)
+            return
+        if isinstance(behaviour, Hang):
+            await self._wait_out(receive)
+            return
+        if isinstance(behaviour, Status):
+            headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+            envelope = {
+                "error": {
+                    "message": f"{behaviour.message} ({behaviour.status})",
+                    "type": "rate_limit_error" if behaviour.status == 429 else "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            await _send_json(send, behaviour.status, envelope, headers)
+        elif isinstance(behaviour, Garbage):
+            await _start(send, 200, behaviour.content_type)
+            await _body(send, behaviour.body, more=False)
+        elif isinstance(behaviour, TruncatedJson):
+            await _start(send, 200, "application/json")
+            await _body(send, b'{"id": "chatcmpl-cut", "object": "chat.completion", "choi', False)
+        elif request.stream:
+            await self._stream(behaviour, request, socket_transport, receive, send)
+            return
+        else:
+            await self._plain(behaviour, request, socket_transport, receive, send)
+            return
+        request.finished = True
+
+    async def _plain(
+        self,
+        reply: Reply,
+        request: Received,
+        socket_transport: asyncio.Transport | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        payload: dict[str, Any] = {
+            "id": "chatcmpl-misbehaving",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": reply.text},
+                }
+            ],
+        }
+        if reply.send_usage:
+            payload["usage"] = request.reported_usage = reply.usage
+        raw = json.dumps(payload, ensure_ascii=False).encode()
+        await _start(send, 200, "application/json", reply.headers)
+        if reply.end == "stall":
+            await self._wait_out(receive)
+            return
+        if reply.end == "reset":
+            request.reported_usage = None
+            await self._reset(socket_transport, receive, before_request=False)
+            return
+        if reply.end == "eof":
+            request.reported_usage = None
+            await _body(send, raw[: len(raw) // 2], more=False)
+        elif reply.chunk_interval_s:
+            pieces = [raw[i : i + 16] for i in range(0, len(raw), 16)]
+            for piece in pieces:
+                await asyncio.sleep(reply.chunk_interval_s)
+                await _body(send, piece, more=True)
+            await _body(send, b"", more=False)
+        else:
+            await _body(send, raw, more=False)
+        request.finished = True
+
+    async def _stream(
+        self,
+        reply: Reply,
+        request: Received,
+        socket_transport: asyncio.Transport | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            payload = {
+                "id": "chatcmpl-misbehaving",
+                "object": "chat.completion.chunk",
+                "created": 1_700_000_000,
+                "model": request.model,
+                "choices": choices,
+                **extra,
+            }
+            return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+        def delta(content: dict[str, str], finish: str | None = None) -> bytes:
+            return event([{"index": 0, "delta": content, "finish_reason": finish}])
+
+        await _start(send, 200, "text/event-stream", reply.headers)
+        await _body(send, delta({"role": "assistant", "content": ""}), more=True)
+        words = reply.words
+        cut = len(words) if reply.cut_after is None else min(reply.cut_after, len(words))
+        for word in words[:cut]:
+            if reply.chunk_interval_s:
+                await asyncio.sleep(reply.chunk_interval_s)
+            await _body(send, delta({"content": word}), more=True)
+        if reply.end == "stall":
+            await self._wait_out(receive)
+            return
+        if reply.end == "reset":
+            await self._reset(socket_transport, receive, before_request=False)
+            return
+        if reply.end == "eof":  # a clean end of the response, but not of the completion
+            await _body(send, b"", more=False)
+            request.finished = True
+            return
+        await _body(send, delta({}, "stop"), more=True)
+        if request.wants_usage and reply.send_usage:
+            request.reported_usage = reply.usage
+            await _body(send, event([], usage=reply.usage), more=True)
+        await _body(send, b"data: [DONE]\n\n", more=False)
+        request.finished = True
+
+    async def _wait_out(self, receive: Receive) -> None:
+        """Until the client leaves, :meth:`release`, or HANG_LIMIT_S."""
+        released = asyncio.ensure_future(self._released.wait())
+        left = asyncio.ensure_future(_until_disconnect(receive))
+        try:
+            await asyncio.wait(
+                {released, left}, timeout=HANG_LIMIT_S, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            for task in (released, left):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _reset(
+        self, socket_transport: asyncio.Transport | None, receive: Receive, *, before_request: bool
+    ) -> None:
+        if socket_transport is None:  # in-process: what a client's transport raises
+            if before_request:
+                raise httpx.ConnectError("misbehaving upstream: connection reset by peer")
+            raise httpx.RemoteProtocolError("misbehaving upstream: server disconnected")
+        sock = socket_transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        socket_transport.abort()
+        await _until_disconnect(receive)  # uvicorn notices; it then sends nothing more
+
+
+def _socket_transport(send: Send) -> asyncio.Transport | None:
+    """The connection's transport when served by uvicorn (its ``send`` is a bound method of
+    the request cycle, which holds it); None in-process."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    return transport if isinstance(transport, asyncio.Transport) else None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _start(
+    send: Send, status: int, content_type: str, headers: Mapping[str, str] | None = None
+) -> None:
+    raw = [(b"content-type", content_type.encode())]
+    raw += [(k.lower().encode(), v.encode("utf-8")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+
+
+async def _body(send: Send, data: bytes, more: bool) -> None:
+    message: Message = {"type": "http.response.body", "body": data, "more_body": more}
+    await send(message)
+
+
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> None:
+    await _start(send, status, "application/json", headers)
+    await _body(send, json.dumps(payload).encode(), more=False)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
