@@ -218,21 +218,29 @@ class MisbehavingUpstream:
         request = Received(model=str(body.get("model")), body=body, headers=headers)
         self.received.append(request)
         behaviour = request.behaviour = self._behaviour(request)
-        await self._perform(behaviour, request, socket_transport, receive, send)
+        client_left = asyncio.ensure_future(_until_disconnect(receive))
+        try:
+            await self._perform(behaviour, request, socket_transport, client_left, send)
+        finally:
+            client_left.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await client_left
 
     async def _perform(
         self,
         behaviour: Behaviour,
         request: Received,
         socket_transport: asyncio.Transport | None,
-        receive: Receive,
+        client_left: asyncio.Future[None],
         send: Send,
     ) -> None:
         if isinstance(behaviour, Reset):
-            await self._reset(socket_transport, receive, before_request=behaviour.before_request)
+            await self._reset(
+                socket_transport, client_left, before_request=behaviour.before_request
+            )
             return
         if isinstance(behaviour, Hang):
-            await self._wait_out(receive)
+            await self._wait_out(client_left)
             return
         if isinstance(behaviour, Status):
             headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
@@ -252,10 +260,10 @@ class MisbehavingUpstream:
             await _start(send, 200, "application/json")
             await _body(send, b'{"id": "chatcmpl-cut", "object": "chat.completion", "choi', False)
         elif request.stream:
-            await self._stream(behaviour, request, socket_transport, receive, send)
+            await self._stream(behaviour, request, socket_transport, client_left, send)
             return
         else:
-            await self._plain(behaviour, request, socket_transport, receive, send)
+            await self._plain(behaviour, request, socket_transport, client_left, send)
             return
         request.finished = True
 
@@ -264,7 +272,7 @@ class MisbehavingUpstream:
         reply: Reply,
         request: Received,
         socket_transport: asyncio.Transport | None,
-        receive: Receive,
+        client_left: asyncio.Future[None],
         send: Send,
     ) -> None:
         if reply.delay_s:
@@ -287,11 +295,11 @@ class MisbehavingUpstream:
         raw = json.dumps(payload, ensure_ascii=False).encode()
         await _start(send, 200, "application/json", reply.headers)
         if reply.end == "stall":
-            await self._wait_out(receive)
+            await self._wait_out(client_left)
             return
         if reply.end == "reset":
             request.reported_usage = None
-            await self._reset(socket_transport, receive, before_request=False)
+            await self._reset(socket_transport, client_left, before_request=False)
             return
         if reply.end == "eof":
             request.reported_usage = None
@@ -299,7 +307,8 @@ class MisbehavingUpstream:
         elif reply.chunk_interval_s:
             pieces = [raw[i : i + 16] for i in range(0, len(raw), 16)]
             for piece in pieces:
-                await asyncio.sleep(reply.chunk_interval_s)
+                if await _left_within(client_left, reply.chunk_interval_s):
+                    return
                 await _body(send, piece, more=True)
             await _body(send, b"", more=False)
         else:
@@ -311,7 +320,7 @@ class MisbehavingUpstream:
         reply: Reply,
         request: Received,
         socket_transport: asyncio.Transport | None,
-        receive: Receive,
+        client_left: asyncio.Future[None],
         send: Send,
     ) -> None:
         if reply.delay_s:
@@ -336,14 +345,14 @@ class MisbehavingUpstream:
         words = reply.words
         cut = len(words) if reply.cut_after is None else min(reply.cut_after, len(words))
         for word in words[:cut]:
-            if reply.chunk_interval_s:
-                await asyncio.sleep(reply.chunk_interval_s)
+            if reply.chunk_interval_s and await _left_within(client_left, reply.chunk_interval_s):
+                return  # a drip stops when nobody listens any more
             await _body(send, delta({"content": word}), more=True)
         if reply.end == "stall":
-            await self._wait_out(receive)
+            await self._wait_out(client_left)
             return
         if reply.end == "reset":
-            await self._reset(socket_transport, receive, before_request=False)
+            await self._reset(socket_transport, client_left, before_request=False)
             return
         if reply.end == "eof":  # a clean end of the response, but not of the completion
             await _body(send, b"", more=False)
@@ -356,22 +365,24 @@ class MisbehavingUpstream:
         await _body(send, b"data: [DONE]\n\n", more=False)
         request.finished = True
 
-    async def _wait_out(self, receive: Receive) -> None:
+    async def _wait_out(self, client_left: asyncio.Future[None]) -> None:
         """Until the client leaves, :meth:`release`, or HANG_LIMIT_S."""
         released = asyncio.ensure_future(self._released.wait())
-        left = asyncio.ensure_future(_until_disconnect(receive))
         try:
             await asyncio.wait(
-                {released, left}, timeout=HANG_LIMIT_S, return_when="FIRST_COMPLETED"
+                {released, client_left}, timeout=HANG_LIMIT_S, return_when="FIRST_COMPLETED"
             )
         finally:
-            for task in (released, left):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            released.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await released
 
     async def _reset(
-        self, socket_transport: asyncio.Transport | None, receive: Receive, *, before_request: bool
+        self,
+        socket_transport: asyncio.Transport | None,
+        client_left: asyncio.Future[None],
+        *,
+        before_request: bool,
     ) -> None:
         if socket_transport is None:  # in-process: what a client's transport raises
             if before_request:
@@ -381,7 +392,7 @@ class MisbehavingUpstream:
         if sock is not None:  # linger 0: close() sends RST, not FIN
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         socket_transport.abort()
-        await _until_disconnect(receive)  # uvicorn notices; it then sends nothing more
+        await client_left  # uvicorn notices; it then sends nothing more
 
 
 def _socket_transport(send: Send) -> asyncio.Transport | None:
@@ -402,6 +413,12 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+async def _left_within(client_left: asyncio.Future[None], seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the client has left."""
+    done, _ = await asyncio.wait({client_left}, timeout=seconds)
+    return bool(done)
 
 
 async def _until_disconnect(receive: Receive) -> None:
