@@ -212,7 +212,7 @@ class MisbehavingUpstream:
         if scope["method"] != "POST" or not scope["path"].endswith("/chat/completions"):
             await _send_json(send, 404, {"error": {"message": "not found", "type": "not_found"}})
             return
-        socket_transport = _socket_transport(send)
+        socket_transport = socket_transport_of(send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         body = json.loads(await _read_body(receive) or b"{}")
         request = Received(model=str(body.get("model")), body=body, headers=headers)
@@ -291,19 +291,19 @@ class MisbehavingUpstream:
             ],
         }
         if reply.send_usage:
-            payload["usage"] = request.reported_usage = reply.usage
+            payload["usage"] = reply.usage
         raw = json.dumps(payload, ensure_ascii=False).encode()
         await _start(send, 200, "application/json", reply.headers)
         if reply.end == "stall":
             await self._wait_out(client_left)
             return
         if reply.end == "reset":
-            request.reported_usage = None
             await self._reset(socket_transport, client_left, before_request=False)
             return
         if reply.end == "eof":
-            request.reported_usage = None
             await _body(send, raw[: len(raw) // 2], more=False)
+            request.finished = True
+            return
         elif reply.chunk_interval_s:
             pieces = [raw[i : i + 16] for i in range(0, len(raw), 16)]
             for piece in pieces:
@@ -313,6 +313,7 @@ class MisbehavingUpstream:
             await _body(send, b"", more=False)
         else:
             await _body(send, raw, more=False)
+        request.reported_usage = payload.get("usage")  # sent in full
         request.finished = True
 
     async def _stream(
@@ -388,14 +389,19 @@ class MisbehavingUpstream:
             if before_request:
                 raise httpx.ConnectError("misbehaving upstream: connection reset by peer")
             raise httpx.RemoteProtocolError("misbehaving upstream: server disconnected")
-        sock = socket_transport.get_extra_info("socket")
-        if sock is not None:  # linger 0: close() sends RST, not FIN
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        socket_transport.abort()
+        reset_connection(socket_transport)
         await client_left  # uvicorn notices; it then sends nothing more
 
 
-def _socket_transport(send: Send) -> asyncio.Transport | None:
+def reset_connection(transport: asyncio.Transport) -> None:
+    """Reset (RST) the connection: linger 0, then close at once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # linger 0: close() sends RST, not FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def socket_transport_of(send: Send) -> asyncio.Transport | None:
     """The connection's transport when served by uvicorn (its ``send`` is a bound method of
     the request cycle, which holds it); None in-process."""
     cycle = getattr(send, "__self__", None)

@@ -27,7 +27,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message
 
-from router_model.registry import Registry
+from router_model.registry import Pricing, Registry
 from server.app import create_app
 from server.settings import Settings
 from server.state import AppState
@@ -154,13 +154,33 @@ def upstream_spend(upstream: MisbehavingUpstream, price_per_token: float = QWEN_
     return total * price_per_token
 
 
-def registry_for(upstream_url: str | None = None, engine_url: str | None = None) -> Registry:
+POLICY_PRICE = 1.0 / 1e6  # USD per policy token, input and output: so policy turns cost
+
+
+def registry_for(
+    upstream_url: str | None = None,
+    engine_url: str | None = None,
+    **limits: Any,
+) -> Registry:
+    """The packaged registry pointed at the fakes; its profile's policy turns priced at
+    :data:`POLICY_PRICE`, and ``limits`` replaced."""
     environ = {}
     if upstream_url is not None:
         environ["NIM_BASE_URL"] = upstream_url
     if engine_url is not None:
         environ["ROUTER_R1_POLICY_URL"] = engine_url
-    return Registry.from_file(REGISTRY_FILE, environ=environ)
+    registry = Registry.from_file(REGISTRY_FILE, environ=environ)
+    price = Pricing(input_per_1m=POLICY_PRICE * 1e6, output_per_1m=POLICY_PRICE * 1e6)
+    profiles = tuple(
+        p.model_copy(
+            update={
+                "policy": p.policy.model_copy(update={"pricing": price}),
+                "limits": p.limits.model_copy(update=limits),
+            }
+        )
+        for p in registry.spec.profiles
+    )
+    return Registry(registry.spec.model_copy(update={"profiles": profiles}), registry.source)
 
 
 @asynccontextmanager
@@ -169,10 +189,13 @@ async def faulty_gateway(
     engine: FakeVLLM | ASGIApp | None = None,
     *,
     tcp_upstream: bool = False,
-    tcp_engine: bool = False,
+    tcp_engine: bool | str = False,
+    limits: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
-    """The gateway with these fakes; ``tcp_*``: reach that fake over a real socket."""
+    """The gateway with these fakes; ``tcp_*``: reach that fake over a real socket
+    (``tcp_engine`` may be a URL instead: an engine that is not there). ``limits``: the
+    profile's limits replaced."""
     upstream = upstream or MisbehavingUpstream()
     engine = engine if engine is not None else FakeVLLM()
     engine_app: ASGIApp = engine.app if isinstance(engine, FakeVLLM) else engine
@@ -189,13 +212,15 @@ async def faulty_gateway(
         if tcp_upstream:
             upstream_url = await stack.enter_async_context(upstream.served())
             upstream_transport = None
-        if tcp_engine:
+        if isinstance(tcp_engine, str):
+            engine_url, engine_transport = tcp_engine, None
+        elif tcp_engine:
             port = await stack.enter_async_context(serving(engine_app))
             engine_url = f"http://127.0.0.1:{port}/v1"
             engine_transport = None
         app = create_app(
             Settings.from_flat({**defaults, **settings}),
-            registry=registry_for(upstream_url, engine_url),
+            registry=registry_for(upstream_url, engine_url, **(limits or {})),
             engine_transport=engine_transport,
             upstream_transport=upstream_transport,
         )
