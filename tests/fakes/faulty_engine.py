@@ -10,7 +10,8 @@ scripted fault applies to: :meth:`EngineFaults.script` queues faults for a path 
   buffers the body anyway).
 - :class:`Malformed`: a 200 whose body is not what the engine API promises (not JSON).
 - :class:`Slow`: the response is held back ``delay_s`` before it starts.
-- :class:`Fail`: an HTTP error status with the OpenAI envelope, instead of the app.
+- :class:`Fail`: an HTTP error status with the OpenAI envelope, instead of the app;
+- :class:`Pass`: no fault for this request (to fault the second one: ``Pass(), Cut()``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Cut:
 @dataclass(frozen=True)
 class Malformed:
     body: bytes = b"<html>upstream connect error or disconnect/reset before headers</html>"
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,12 @@ class Fail:
     status: int
 
 
-Fault = Cut | Malformed | Slow | Fail
+@dataclass(frozen=True)
+class Pass:
+    pass
+
+
+Fault = Cut | Malformed | Slow | Fail | Pass
 
 
 class EngineFaults:
@@ -71,9 +78,10 @@ class EngineFaults:
             body = {"error": {"message": f"scripted {fault.status}", "type": "server_error"}}
             await _respond(send, fault.status, json.dumps(body).encode(), "application/json")
         elif isinstance(fault, Malformed):
-            await _respond(send, 200, fault.body, "application/json")
-        elif isinstance(fault, Slow):
-            await asyncio.sleep(fault.delay_s)
+            await _respond(send, 200, fault.body, fault.content_type)
+        elif isinstance(fault, Slow | Pass):
+            if isinstance(fault, Slow):
+                await asyncio.sleep(fault.delay_s)
             await self.app(scope, receive, send)
         else:
             await self._cut(fault, scope, receive, send)

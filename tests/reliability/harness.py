@@ -160,10 +160,12 @@ POLICY_PRICE = 1.0 / 1e6  # USD per policy token, input and output: so policy tu
 def registry_for(
     upstream_url: str | None = None,
     engine_url: str | None = None,
+    policy_endpoint: dict[str, Any] | None = None,
     **limits: Any,
 ) -> Registry:
     """The packaged registry pointed at the fakes; its profile's policy turns priced at
-    :data:`POLICY_PRICE`, and ``limits`` replaced."""
+    :data:`POLICY_PRICE`, ``limits`` replaced, the policy endpoint's fields replaced by
+    ``policy_endpoint`` (its ``read_timeout_s``, ...)."""
     environ = {}
     if upstream_url is not None:
         environ["NIM_BASE_URL"] = upstream_url
@@ -180,7 +182,10 @@ def registry_for(
         )
         for p in registry.spec.profiles
     )
-    return Registry(registry.spec.model_copy(update={"profiles": profiles}), registry.source)
+    endpoints = dict(registry.spec.endpoints)
+    endpoints["policy"] = endpoints["policy"].model_copy(update=policy_endpoint or {})
+    spec = registry.spec.model_copy(update={"profiles": profiles, "endpoints": endpoints})
+    return Registry(spec, registry.source)
 
 
 @asynccontextmanager
@@ -191,11 +196,12 @@ async def faulty_gateway(
     tcp_upstream: bool = False,
     tcp_engine: bool | str = False,
     limits: dict[str, Any] | None = None,
+    policy_endpoint: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The gateway with these fakes; ``tcp_*``: reach that fake over a real socket
     (``tcp_engine`` may be a URL instead: an engine that is not there). ``limits``: the
-    profile's limits replaced."""
+    profile's limits replaced; ``policy_endpoint``: the policy endpoint's fields."""
     upstream = upstream or MisbehavingUpstream()
     engine = engine if engine is not None else FakeVLLM()
     engine_app: ASGIApp = engine.app if isinstance(engine, FakeVLLM) else engine
@@ -220,7 +226,7 @@ async def faulty_gateway(
             engine_transport = None
         app = create_app(
             Settings.from_flat({**defaults, **settings}),
-            registry=registry_for(upstream_url, engine_url, **(limits or {})),
+            registry=registry_for(upstream_url, engine_url, policy_endpoint, **(limits or {})),
             engine_transport=engine_transport,
             upstream_transport=upstream_transport,
         )
