@@ -49,6 +49,7 @@ from server.engines import EngineError, GenerationParams, VLLMEngine
 from server.settings import Settings
 from server.state import profile_grammar
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.integration.guarded_context import check_guarded_context
 from tests.integration.recording import Exchange, RecordingTransport
 from tests.servers.in_process import sdk_client
 
@@ -417,3 +418,12 @@ async def test_concurrent_episodes_are_batched(vllm_cpu: VLLMCPU) -> None:
     assert max(running_seen) >= 2, running_seen
     elapsed = sum(seconds for _, seconds in results)
     print(f"\n4 concurrent episodes: wall {wall:.1f} s, episode times summed {elapsed:.1f} s")
+
+
+# --- special-token neutralisation with vLLM's real tokenizer --------------------------------
+
+
+async def test_injected_control_tokens_never_reach_the_context(vllm_cpu: VLLMCPU) -> None:
+    registry = vllm_registry(vllm_cpu)
+    async with engine_on(vllm_cpu) as engine:
+        await check_guarded_context(engine, registry, local_profile(registry))
