@@ -7,7 +7,8 @@ One run starts the slow fake policy engine (``bench/fake_engine.py``: every turn
 takes ``--upstream-delay-ms``) and the real gateway (``router-r1 serve``, one uvicorn worker,
 an API key so spend and traces are recorded, the trace archive bounded at one wave's
 traces so that it is full after the first) as subprocesses on free local ports. Each wave
-sends ``--episodes`` routed episodes at once (the scripted two-route episode: three policy
+sends ``--episodes`` routed episodes, arriving within ``--ramp-s`` (2 s: all of them are in
+flight at once long before the first can end; the scripted two-route episode: three policy
 turns, two upstream calls), a mix of streamed and plain; ``--disconnect`` of them (chosen at
 random) leave midway. A wave ends when every episode has. Per wave it prints:
 
@@ -99,6 +100,7 @@ profiles:
 class Plan:
     stream: bool
     leave_after_s: float | None  # None: stays to the end
+    start_after_s: float = 0.0  # the arrivals are spread over ``--ramp-s``
     sent: bool = False  # the request's body was written to the connection
 
 
@@ -149,6 +151,7 @@ def check_stream(raw: bytes) -> str | None:
 
 
 async def play(session: aiohttp.ClientSession, url: str, plan: Plan) -> Outcome:
+    await asyncio.sleep(plan.start_after_s)
     started = time.perf_counter()
     headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     try:
@@ -184,8 +187,24 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def open_fds(pid: int, pooled_ports: set[int]) -> tuple[int, int]:
+    """(open descriptors, of which sockets to ``pooled_ports``: the engine and upstream
+    keep-alive pools, whose size follows the load). The rest must come back to the same
+    number after every wave."""
+    peers: dict[str, int] = {}  # socket inode -> remote port
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                peers[fields[9]] = int(fields[2].rsplit(":", 1)[1], 16)
+    total = pooled = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        total += 1
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:[") and peers.get(target[8:-1]) in pooled_ports:
+                pooled += 1
+    return total, pooled
 
 
 async def requests_by_status(base: str) -> dict[str, float]:
@@ -210,6 +229,7 @@ class Wave:
     rss_peak_mb: float
     rss_after_mb: float
     fds_after: int
+    pooled_after: int  # of fds_after: engine and upstream keep-alive connections
     counted_499: float
     counted_200: float
     cpu_s: float  # the gateway's CPU time during the wave
@@ -239,8 +259,9 @@ async def run_wave(
             leave_after_s=rng.uniform(0.2, 0.8) * args.expected_s
             if rng.random() < args.disconnect
             else None,
+            start_after_s=args.ramp_s * index / args.episodes,
         )
-        for _ in range(args.episodes)
+        for index in range(args.episodes)
     ]
     before = await requests_by_status(base)
     peak = rss_mb(pid)
@@ -271,13 +292,15 @@ async def run_wave(
     sampling = False
     await sampler
     after = await requests_by_status(base)
+    fds, pooled = open_fds(pid, args.pooled_ports)
     wave = Wave(
         index=index,
         outcomes=list(outcomes),
         seconds=seconds,
         rss_peak_mb=max(peak, rss_mb(pid)),
         rss_after_mb=rss_mb(pid),
-        fds_after=open_fds(pid),
+        fds_after=fds,
+        pooled_after=pooled,
         counted_499=after.get("499", 0) - before.get("499", 0),
         counted_200=after.get("200", 0) - before.get("200", 0),
         cpu_s=cpu_seconds(pid) - cpu_before,
@@ -338,6 +361,7 @@ async def start(children: Children, workdir: Path, args: argparse.Namespace) -> 
     )
     base = f"http://127.0.0.1:{ports['gateway']}"
     await wait_listening(children, gateway, "gateway", base + "/health")
+    args.pooled_ports = {ports["engine"], ports["upstream"]}
     return base, gateway.pid
 
 
@@ -346,7 +370,8 @@ def report(waves: list[Wave], args: argparse.Namespace, load: tuple[float, float
     print(
         f"{args.episodes} episodes per wave in flight at once, {args.waves} waves; turn "
         f"{args.turn_delay_ms:g} ms, upstream call {args.upstream_delay_ms:g} ms; "
-        f"{args.stream:.0%} streamed, {args.disconnect:.0%} leaving midway"
+        f"{args.stream:.0%} streamed, {args.disconnect:.0%} leaving midway; arrivals over "
+        f"{args.ramp_s:g} s"
     )
     print(
         f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} before, {load[1]:.2f} after"
@@ -354,7 +379,7 @@ def report(waves: list[Wave], args: argparse.Namespace, load: tuple[float, float
     header = (
         f"{'wave':>4} {'s':>6} {'ok':>5} {'errors':>6} {'left':>5} {'499s':>5} {'unsent':>6} "
         f"{'p50 ms':>8} {'p95 ms':>8} {'RSS peak':>9} {'RSS after':>9} {'fds':>5} "
-        f"{'CPU ms/episode':>14}"
+        f"{'pooled':>6} {'other':>5} {'CPU ms/episode':>14}"
     )
     print(header)
     for wave in waves:
@@ -364,6 +389,7 @@ def report(waves: list[Wave], args: argparse.Namespace, load: tuple[float, float
             f"{wave.counted_499:>5.0f} {wave.left_unsent:>6} "
             f"{wave.latency_ms(0.5):>8.0f} {wave.latency_ms(0.95):>8.0f} "
             f"{wave.rss_peak_mb:>7.0f}MB {wave.rss_after_mb:>7.0f}MB {wave.fds_after:>5} "
+            f"{wave.pooled_after:>6} {wave.fds_after - wave.pooled_after:>5} "
             f"{wave.cpu_s * 1000 / len(wave.outcomes):>14.1f}"
         )
         for error in sorted(set(wave.errors))[:5]:
@@ -373,7 +399,11 @@ def report(waves: list[Wave], args: argparse.Namespace, load: tuple[float, float
     # shown too
     first, warm, last = waves[0], waves[min(1, len(waves) - 1)], waves[-1]
     rss_growth = last.rss_after_mb - warm.rss_after_mb
-    fds_growth = last.fds_after - warm.fds_after
+
+    def other(wave: Wave) -> int:
+        return wave.fds_after - wave.pooled_after
+
+    fds_growth = other(last) - other(warm)
     peak = max(w.rss_peak_mb for w in waves)
     errors = sum(len(w.errors) for w in waves)
     unmatched = [w.index for w in waves if w.counted_499 != w.left]
@@ -388,8 +418,10 @@ def report(waves: list[Wave], args: argparse.Namespace, load: tuple[float, float
         ),
         (
             fds_growth <= FLAT_FDS,
-            f"open fds, last wave vs wave {warm.index}: {fds_growth:+d} (flat: <= {FLAT_FDS}; "
-            f"vs wave 1: {last.fds_after - first.fds_after:+d})",
+            f"open fds other than pooled engine/upstream connections, last wave vs wave "
+            f"{warm.index}: {fds_growth:+d} (flat: <= {FLAT_FDS}; vs wave 1: "
+            f"{other(last) - other(first):+d}; all fds vs wave 1: "
+            f"{last.fds_after - first.fds_after:+d})",
         ),
     ]
     print()
@@ -407,6 +439,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream", type=float, default=0.5, help="share of streamed episodes")
     parser.add_argument("--disconnect", type=float, default=0.1, help="share leaving midway")
     parser.add_argument("--settle-s", type=float, default=2.0, help="idle time after a wave")
+    parser.add_argument(
+        "--ramp-s",
+        type=float,
+        default=2.0,
+        help="the wave's arrivals are spread over this long (all are in flight at once well "
+        "before the first ends); 0: every request in the same instant",
+    )
     parser.add_argument("--seed", type=int, default=10)
     args = parser.parse_args(argv)
     # an episode's own time: three turns and two route calls (the disconnects leave within it)
