@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -60,13 +59,12 @@ from bench_proxy import (  # noqa: E402
     wait_listening,
 )
 from fake_engine import FIRST_MODEL, SECOND_MODEL  # noqa: E402
+from soak_episodes import KEY, PROFILE, Outcome, Plan, play  # noqa: E402
+from soak_probe import open_fds, requests_by_status, rss_mb  # noqa: E402
 
-PROFILE = "router-r1-soak"
-KEY = "rr1-soak-benchmark-key"
 TARGET_RSS_MB = 400.0
 FLAT_RSS_MB = 10.0  # last wave vs the second, after each: allocator noise, not growth
 FLAT_FDS = 10
-REQUEST_TIMEOUT_S = 300.0
 
 REGISTRY_TEMPLATE = """\
 version: 1
@@ -91,134 +89,6 @@ profiles:
     pool: [{first}, {second}]
     limits: {{max_routes: 4, max_turn_tokens: 256, max_context_tokens: 4096}}
 """
-
-
-# ----------------------------------------------------------------------------- one episode
-
-
-@dataclass
-class Plan:
-    stream: bool
-    leave_after_s: float | None  # None: stays to the end
-    start_after_s: float = 0.0  # the arrivals are spread over ``--ramp-s``
-    sent: bool = False  # the request's body was written to the connection
-
-
-@dataclass
-class Outcome:
-    plan: Plan
-    latency_s: float
-    left: bool = False
-    error: str | None = None
-
-
-def body(stream: bool) -> bytes:
-    return orjson.dumps(
-        {
-            "model": PROFILE,
-            "messages": [{"role": "user", "content": "What is the capital of Australia?"}],
-            "stream": stream,
-        }
-    )
-
-
-def check_plain(raw: bytes) -> str | None:
-    payload = orjson.loads(raw)
-    router = payload.get("router") or {}
-    if router.get("outcome") != "answer" or router.get("totals", {}).get("routes") != 2:
-        return f"outcome {router.get('outcome')}, routes {router.get('totals', {}).get('routes')}"
-    if "Canberra" not in payload["choices"][0]["message"]["content"]:
-        return "wrong answer"
-    return None
-
-
-def check_stream(raw: bytes) -> str | None:
-    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
-    if not events or events[-1] != b"[DONE]":
-        return "no [DONE]"
-    content, outcome = "", None
-    for data in events[:-1]:
-        chunk = orjson.loads(data)
-        if "error" in chunk:
-            return f"error event: {chunk['error'].get('message')}"
-        for choice in chunk.get("choices") or ():
-            content += choice.get("delta", {}).get("content") or ""
-        if isinstance(chunk.get("router"), dict) and "outcome" in chunk["router"]:
-            outcome = chunk["router"]["outcome"]
-    if outcome != "answer" or "Canberra" not in content:
-        return f"outcome {outcome}, content {content[:40]!r}"
-    return None
-
-
-async def play(session: aiohttp.ClientSession, url: str, plan: Plan) -> Outcome:
-    await asyncio.sleep(plan.start_after_s)
-    started = time.perf_counter()
-    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
-    try:
-        async with (
-            asyncio.timeout(plan.leave_after_s or REQUEST_TIMEOUT_S),
-            session.post(
-                url, data=body(plan.stream), headers=headers, trace_request_ctx=plan
-            ) as response,
-        ):
-            raw = await response.read()
-        elapsed = time.perf_counter() - started
-        if response.status != 200:
-            return Outcome(plan, elapsed, error=f"HTTP {response.status}: {raw[:200]!r}")
-        error = check_stream(raw) if plan.stream else check_plain(raw)
-        return Outcome(plan, elapsed, error=error)
-    except TimeoutError:
-        elapsed = time.perf_counter() - started
-        if plan.leave_after_s is not None:
-            return Outcome(plan, elapsed, left=True)  # the deliberate disconnect
-        return Outcome(plan, elapsed, error="client timeout")
-    except aiohttp.ClientError as exc:
-        return Outcome(plan, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
-
-
-# ----------------------------------------------------------------------------- the gateway
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid: int, pooled_ports: set[int]) -> tuple[int, int]:
-    """(open descriptors, of which sockets to ``pooled_ports``: the engine and upstream
-    keep-alive pools, whose size follows the load). The rest must come back to the same
-    number after every wave."""
-    peers: dict[str, int] = {}  # socket inode -> remote port
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as rows:
-            for row in list(rows)[1:]:
-                fields = row.split()
-                peers[fields[9]] = int(fields[2].rsplit(":", 1)[1], 16)
-    total = pooled = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        total += 1
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:[") and peers.get(target[8:-1]) in pooled_ports:
-                pooled += 1
-    return total, pooled
-
-
-async def requests_by_status(base: str) -> dict[str, float]:
-    """``router_r1_requests_total`` summed by status (every profile: a client that leaves
-    before its body was read is counted under profile ``none``)."""
-    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
-        text = await response.text()
-    counts: dict[str, float] = {}
-    pattern = re.compile(r"^router_r1_requests_total\{([^}]*)\} (\S+)$", re.M)
-    for labels, value in pattern.findall(text):
-        status = re.search(r'status="(\d+)"', labels)
-        if status is not None:
-            counts[status.group(1)] = counts.get(status.group(1), 0.0) + float(value)
-    return counts
 
 
 @dataclass

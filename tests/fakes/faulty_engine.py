@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.fakes.misbehaving_upstream import reset_connection, socket_transport_of
+from tests.fakes.asgi_wire import reset_connection, socket_transport_of
 
 
 @dataclass(frozen=True)

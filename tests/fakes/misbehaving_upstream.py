@@ -35,117 +35,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import struct
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from tests.fakes.asgi_wire import (
+    left_within,
+    lifespan,
+    read_body,
+    reset_connection,
+    send_body,
+    send_json,
+    send_start,
+    socket_transport_of,
+    until_disconnect,
+)
+from tests.fakes.misbehaviour import (
+    HANG_LIMIT_S,
+    Behaviour,
+    Garbage,
+    Hang,
+    Received,
+    Reply,
+    Reset,
+    Rule,
+    Status,
+    TruncatedJson,
+)
 from tests.servers.uvicorn_server import serving
 
-HANG_LIMIT_S = 120.0  # a hang or stall ends by then even if nobody closes it
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A completion; see the module docstring for ``end`` and ``cut_after``."""
-
-    text: str = "Leo Tolstoy wrote War and Peace."
-    prompt_tokens: int = 11
-    completion_tokens: int | None = None  # default: the number of words of ``text``
-    send_usage: bool = True
-    headers: Mapping[str, str] = field(default_factory=dict)  # values sent as UTF-8 bytes
-    delay_s: float = 0.0  # before the response headers
-    chunk_interval_s: float = 0.0  # before each stream chunk (a drip)
-    end: Literal["done", "eof", "stall", "reset"] = "done"
-    cut_after: int | None = None  # content chunks sent before a stall/reset/eof (None: all)
-
-    @property
-    def words(self) -> list[str]:
-        parts = self.text.split(" ")
-        return [part + " " for part in parts[:-1]] + [parts[-1]]
-
-    @property
-    def usage(self) -> dict[str, int]:
-        completion = (
-            self.completion_tokens if self.completion_tokens is not None else len(self.words)
-        )
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
-
-
-@dataclass(frozen=True)
-class Status:
-    """An HTTP error status with the OpenAI error envelope."""
-
-    status: int
-    retry_after: str | None = None
-    message: str = "scripted failure"
-
-
-@dataclass(frozen=True)
-class Hang:
-    """Read the request, then send nothing (until the client leaves, or HANG_LIMIT_S)."""
-
-
-@dataclass(frozen=True)
-class Reset:
-    """Reset the connection instead of responding.
-
-    Over TCP the request has been read by then (a reset before the request is written is
-    what a dead keep-alive connection or a refused connection gives: nothing listening).
-    In-process, ``before_request`` picks the error the client sees: ``ConnectError``
-    (the request never left) or ``RemoteProtocolError`` (it was sent, no answer came)."""
-
-    before_request: bool = False
-
-
-@dataclass(frozen=True)
-class Garbage:
-    body: bytes = b"<html><body>502 Bad Gateway</body></html>"
-    content_type: str = "text/html"
-
-
-@dataclass(frozen=True)
-class TruncatedJson:
-    """A 200 ``application/json`` whose body stops in the middle of the object."""
-
-
-Behaviour = Reply | Status | Hang | Reset | Garbage | TruncatedJson
-Rule = Callable[["Received"], Behaviour | None]
-
-
-@dataclass
-class Received:
-    """One request as the fake got it, and what it did with it."""
-
-    model: str
-    body: dict[str, Any]
-    headers: dict[str, str]
-    behaviour: Behaviour | None = None
-    reported_usage: dict[str, int] | None = None  # the usage object it sent, if any
-    finished: bool = False  # the behaviour ran to its end (a hang or stall never does)
-
-    @property
-    def stream(self) -> bool:
-        return bool(self.body.get("stream"))
-
-    @property
-    def wants_usage(self) -> bool:
-        options = self.body.get("stream_options")
-        return isinstance(options, dict) and options.get("include_usage") is True
-
-
-class _ConnectionReset(Exception):
-    """Raised inside the app to end the request without a response (in-process mode)."""
+__all__ = [
+    "Behaviour",
+    "Garbage",
+    "Hang",
+    "MisbehavingUpstream",
+    "Received",
+    "Reply",
+    "Reset",
+    "Rule",
+    "Status",
+    "TruncatedJson",
+    "reset_connection",
+    "socket_transport_of",
+]
 
 
 class MisbehavingUpstream:
@@ -205,20 +141,20 @@ class MisbehavingUpstream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
         if scope["method"] != "POST" or not scope["path"].endswith("/chat/completions"):
-            await _send_json(send, 404, {"error": {"message": "not found", "type": "not_found"}})
+            await send_json(send, 404, {"error": {"message": "not found", "type": "not_found"}})
             return
         socket_transport = socket_transport_of(send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        body = json.loads(await _read_body(receive) or b"{}")
+        body = json.loads(await read_body(receive) or b"{}")
         request = Received(model=str(body.get("model")), body=body, headers=headers)
         self.received.append(request)
         behaviour = request.behaviour = self._behaviour(request)
-        client_left = asyncio.ensure_future(_until_disconnect(receive))
+        client_left = asyncio.ensure_future(until_disconnect(receive))
         try:
             await self._perform(behaviour, request, socket_transport, client_left, send)
         finally:
@@ -252,13 +188,15 @@ class MisbehavingUpstream:
                     "code": None,
                 }
             }
-            await _send_json(send, behaviour.status, envelope, headers)
+            await send_json(send, behaviour.status, envelope, headers)
         elif isinstance(behaviour, Garbage):
-            await _start(send, 200, behaviour.content_type)
-            await _body(send, behaviour.body, more=False)
+            await send_start(send, 200, behaviour.content_type)
+            await send_body(send, behaviour.body, more=False)
         elif isinstance(behaviour, TruncatedJson):
-            await _start(send, 200, "application/json")
-            await _body(send, b'{"id": "chatcmpl-cut", "object": "chat.completion", "choi', False)
+            await send_start(send, 200, "application/json")
+            await send_body(
+                send, b'{"id": "chatcmpl-cut", "object": "chat.completion", "choi', False
+            )
         elif request.stream:
             await self._stream(behaviour, request, socket_transport, client_left, send)
             return
@@ -293,7 +231,7 @@ class MisbehavingUpstream:
         if reply.send_usage:
             payload["usage"] = reply.usage
         raw = json.dumps(payload, ensure_ascii=False).encode()
-        await _start(send, 200, "application/json", reply.headers)
+        await send_start(send, 200, "application/json", reply.headers)
         if reply.end == "stall":
             await self._wait_out(client_left)
             return
@@ -301,18 +239,18 @@ class MisbehavingUpstream:
             await self._reset(socket_transport, client_left, before_request=False)
             return
         if reply.end == "eof":
-            await _body(send, raw[: len(raw) // 2], more=False)
+            await send_body(send, raw[: len(raw) // 2], more=False)
             request.finished = True
             return
         elif reply.chunk_interval_s:
             pieces = [raw[i : i + 16] for i in range(0, len(raw), 16)]
             for piece in pieces:
-                if await _left_within(client_left, reply.chunk_interval_s):
+                if await left_within(client_left, reply.chunk_interval_s):
                     return
-                await _body(send, piece, more=True)
-            await _body(send, b"", more=False)
+                await send_body(send, piece, more=True)
+            await send_body(send, b"", more=False)
         else:
-            await _body(send, raw, more=False)
+            await send_body(send, raw, more=False)
         request.reported_usage = payload.get("usage")  # sent in full
         request.finished = True
 
@@ -341,14 +279,14 @@ class MisbehavingUpstream:
         def delta(content: dict[str, str], finish: str | None = None) -> bytes:
             return event([{"index": 0, "delta": content, "finish_reason": finish}])
 
-        await _start(send, 200, "text/event-stream", reply.headers)
-        await _body(send, delta({"role": "assistant", "content": ""}), more=True)
+        await send_start(send, 200, "text/event-stream", reply.headers)
+        await send_body(send, delta({"role": "assistant", "content": ""}), more=True)
         words = reply.words
         cut = len(words) if reply.cut_after is None else min(reply.cut_after, len(words))
         for word in words[:cut]:
-            if reply.chunk_interval_s and await _left_within(client_left, reply.chunk_interval_s):
+            if reply.chunk_interval_s and await left_within(client_left, reply.chunk_interval_s):
                 return  # a drip stops when nobody listens any more
-            await _body(send, delta({"content": word}), more=True)
+            await send_body(send, delta({"content": word}), more=True)
         if reply.end == "stall":
             await self._wait_out(client_left)
             return
@@ -356,14 +294,14 @@ class MisbehavingUpstream:
             await self._reset(socket_transport, client_left, before_request=False)
             return
         if reply.end == "eof":  # a clean end of the response, but not of the completion
-            await _body(send, b"", more=False)
+            await send_body(send, b"", more=False)
             request.finished = True
             return
-        await _body(send, delta({}, "stop"), more=True)
+        await send_body(send, delta({}, "stop"), more=True)
         if request.wants_usage and reply.send_usage:
             request.reported_usage = reply.usage
-            await _body(send, event([], usage=reply.usage), more=True)
-        await _body(send, b"data: [DONE]\n\n", more=False)
+            await send_body(send, event([], usage=reply.usage), more=True)
+        await send_body(send, b"data: [DONE]\n\n", more=False)
         request.finished = True
 
     async def _wait_out(self, client_left: asyncio.Future[None]) -> None:
@@ -391,72 +329,3 @@ class MisbehavingUpstream:
             raise httpx.RemoteProtocolError("misbehaving upstream: server disconnected")
         reset_connection(socket_transport)
         await client_left  # uvicorn notices; it then sends nothing more
-
-
-def reset_connection(transport: asyncio.Transport) -> None:
-    """Reset (RST) the connection: linger 0, then close at once."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:  # linger 0: close() sends RST, not FIN
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def socket_transport_of(send: Send) -> asyncio.Transport | None:
-    """The connection's transport when served by uvicorn (its ``send`` is a bound method of
-    the request cycle, which holds it); None in-process."""
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    return transport if isinstance(transport, asyncio.Transport) else None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _left_within(client_left: asyncio.Future[None], seconds: float) -> bool:
-    """Wait ``seconds``; True as soon as the client has left."""
-    done, _ = await asyncio.wait({client_left}, timeout=seconds)
-    return bool(done)
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _start(
-    send: Send, status: int, content_type: str, headers: Mapping[str, str] | None = None
-) -> None:
-    raw = [(b"content-type", content_type.encode())]
-    raw += [(k.lower().encode(), v.encode("utf-8")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-
-
-async def _body(send: Send, data: bytes, more: bool) -> None:
-    message: Message = {"type": "http.response.body", "body": data, "more_body": more}
-    await send(message)
-
-
-async def _send_json(
-    send: Send, status: int, payload: dict[str, Any], headers: Mapping[str, str] | None = None
-) -> None:
-    await _start(send, status, "application/json", headers)
-    await _body(send, json.dumps(payload).encode(), more=False)
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
