@@ -55,12 +55,17 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Generation:
-    """A whole policy turn as the engine returned it (special tokens skipped)."""
+    """A whole policy turn as the engine returned it (special tokens skipped).
+
+    ``cached_tokens``: how many prompt tokens the engine reused from its prefix cache
+    instead of prefilling them (None when the engine does not say).
+    """
 
     text: str
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,15 @@ class GenerationChunk:
     """One piece of a streamed turn.
 
     Text chunks have ``finish_reason`` None. The last chunk of a stream is the only one
-    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty).
+    with ``finish_reason`` set; it carries the usage (its ``text`` may be empty), and
+    ``cached_tokens`` as :class:`Generation` does.
     """
 
     text: str
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def is_final(self) -> bool:
