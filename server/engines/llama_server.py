@@ -1,6 +1,103 @@
 """The policy engine behind llama.cpp's own HTTP server, ``llama-server``.
 
-FINDINGS_PLACEHOLDER
+The episode loop needs exact token ids in and out; llama-server's *native* endpoints give
+them (its OpenAI ones are used for chat upstreams, not here). What follows was read in the
+server's source and README of the llama.cpp vendored in llama-cpp-python 0.3.36 (the one
+``scripts/setup_llama_server.sh`` builds; ``--version`` BUILD_INFO) and checked against the
+running binary with SmolLM2-135M-Instruct and Qwen2.5-Coder-1.5B-Instruct
+(``tests/integration/test_llama_server.py``).
+
+Endpoints (all at the server root; ``/v1`` is only for the OpenAI-compatible ones)
+    - ``POST /apply-template`` ``{"messages", "add_generation_prompt": true}`` →
+      ``{"prompt": text}``: the GGUF's Jinja template rendered by llama.cpp's own Jinja
+      engine (``--jinja`` is the default in this version). When the model adds BOS itself
+      (``tokenizer.ggml.add_bos_token``), a leading BOS string is cut off the rendering;
+      Hugging Face keeps it. Neither model here adds BOS (SmolLM2: false; Qwen2.5: false).
+    - ``POST /tokenize`` ``{"content", "add_special": false, "parse_special": true}`` →
+      ``{"tokens": [...]}``; ``add_special`` (default false) adds BOS; ``parse_special``
+      (default true) turns special-token text (``<|im_end|>``) into the special token, as HF
+      tokenizers do; ``with_pieces`` returns ``{"id", "piece"}`` objects instead.
+      ``POST /detokenize`` ``{"tokens"}`` → ``{"content"}``.
+    - ``POST /completion`` (native; ``/v1/completions`` is the OpenAI shape of the same
+      task): ``prompt`` may be a list of token ids (no BOS is added to an id list);
+      ``n_predict`` (alias ``max_tokens``); ``stop`` (list); ``seed``; ``grammar`` (GBNF;
+      a broken grammar is a 400); ``cache_prompt`` (default true); ``stream``.
+      The reply: ``content`` WITHOUT the stop string (and without anything after it);
+      ``stop_type`` ``eos`` | ``word`` | ``limit`` (``none`` while generating);
+      ``stopping_word`` (the stop string, else ""); ``tokens_predicted`` (completion
+      tokens, EOS counted), ``tokens_evaluated`` (prompt tokens), ``truncated`` (context
+      full: stop_type ``limit``), ``timings`` {``cache_n``: prompt tokens reused from the
+      slot's cache, ``prompt_n``: prompt tokens evaluated, ``prompt_per_second``,
+      ``predicted_n``, ``predicted_per_second``, ...}, and ``tokens_cached`` (every token
+      in the slot afterwards, prompt and completion: NOT the reuse count). The OpenAI
+      endpoint reports the reuse as ``usage.prompt_tokens_details.cached_tokens``.
+      The EOS token never reaches ``content`` (special tokens render as "" unless the
+      server runs with ``--special``).
+    - Streaming: SSE ``data: {json}`` events, no ``[DONE]``; ``:`` lines are keep-alive
+      pings (``--sse-ping-interval``, 30 s). Text events are ``{"content": piece,
+      "stop": false, ...}``; text that may be the start of a stop string is held back
+      until it is not; the last event has ``"stop": true``, ``content`` "" and the fields
+      above. An error after the headers is ``data: {"error": {"code", "message",
+      "type"}}``. HTTP errors are ``{"error": {"code", "message", "type"}}`` (400
+      ``invalid_request_error``, ``exceed_context_size_error``; 503 ``unavailable_error``
+      "Loading model"; 500 ``server_error``).
+    - ``GET /health``: 503 while the model loads, then 200 ``{"status": "ok"}``;
+      ``GET /props``: ``chat_template``, ``bos_token``/``eos_token`` (strings),
+      ``total_slots``, ``default_generation_settings.n_ctx`` (per slot), ``build_info``;
+      ``GET /slots`` (``--no-slots`` hides it): per slot ``n_ctx``, ``is_processing``,
+      ``params``; ``GET /metrics`` with ``--metrics``: ``llamacpp:prompt_tokens_total``,
+      ``prompt_seconds_total``, ``prompt_tokens_seconds``, ``tokens_predicted_total``,
+      ``tokens_predicted_seconds_total``, ``predicted_tokens_seconds``,
+      ``requests_processing``, ``requests_deferred``, ``n_tokens_max``,
+      ``n_decode_total``, ``n_busy_slots_per_decode``, ``spec_decode_*``.
+
+Sampling: temperature + top-p only, as in training
+    The server's defaults are not neutral (top_k 40, min_p 0.05, temperature 0.8,
+    top_p 0.95; chain ``penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;
+    temperature``). ``"samplers": ["temperature", "top_p"]`` makes the chain exactly that
+    (a sampler not named is not applied; then ``dist`` draws with ``seed``), in HF/vLLM's
+    order (temperature before top-p). :data:`NEUTRAL_SAMPLING` also sets every other
+    sampler to its off value (``top_k`` 0, ``min_p`` 0, ``typical_p`` 1, ``top_n_sigma``
+    -1, ``dynatemp_range`` 0, ``repeat_penalty`` 1, ``presence_penalty``/
+    ``frequency_penalty`` 0, ``dry_multiplier`` 0, ``xtc_probability`` 0, ``mirostat``
+    0). The grammar is applied outside the chain: llama.cpp samples, and only when the
+    token breaks the grammar resamples from the grammar-masked distribution, which is
+    the masked, renormalized distribution when top-p is 1.
+
+Slots, batching and caches (server flags)
+    - ``-np/--parallel N`` slots (default -1 = auto), continuous batching on by default
+      (``-cb``/``--no-cont-batching``). ``-c/--ctx-size`` is the whole KV cache: without
+      ``--kv-unified`` (the default when N is given) each slot gets ``ctx-size / N``
+      tokens; ``--kv-unified`` shares one buffer (each slot may then use up to all of it);
+      ``--kv-unified-per-slot N`` caps a slot's context.
+    - A request goes to the idle slot whose cached tokens share the longest prefix with
+      its prompt (``-sps/--slot-prompt-similarity``, default 0.10), else to the least
+      recently used one; ``cache_prompt`` then evaluates only the new suffix. So the next
+      turn of an episode (the previous prompt + turn + observation) finds its slot.
+    - The RAM prompt cache keeps slot states that a new task would overwrite, and loads
+      them back for a matching prompt: ``-cram/--cache-ram MiB`` bounds it (default 8192
+      MiB; 0 = off, -1 = no limit); ``--cache-idle-slots`` (default on) saves idle slots
+      to it. ``--cache-reuse N`` (KV shifting of chunks) stays 0: it would reuse KV at
+      shifted positions, not an exact prefix.
+    - Threads: ``-t`` (generation), ``-tb`` (prompt/batch), ``--threads-http``.
+    - Nothing touches the network unless asked (``-hf``, ``-mu``, ``--fim-*``/``*-default``
+      presets, ``--tools``, MCP): ``--offline`` forbids downloads anyway, ``--no-webui``
+      serves no UI (the build has none either: ``-DLLAMA_BUILD_UI=OFF``,
+      ``-DLLAMA_USE_PREBUILT_UI=OFF``), ``-DLLAMA_OPENSSL=OFF`` (no HTTPS client).
+    Recommended command lines: :mod:`server.local.llama_server_process`.
+
+What this engine does with it
+    ``chat_prompt_ids``: ``/apply-template`` then ``/tokenize`` (no special tokens added,
+    special-token text parsed), putting back a BOS the template wrote if llama.cpp cut it
+    off (model adds BOS and the template writes ``bos_token``: learnt once from ``/props``
+    and ``/tokenize``). ``generate``/``stream_generate``: ``/completion`` with the
+    token-id prompt, :data:`NEUTRAL_SAMPLING`, the stop strings, ``cache_prompt``, the
+    grammar; the turn text gets its ``stopping_word`` back (the training layout keeps the
+    closing tag); ``cached_tokens`` is ``timings.cache_n``. Errors as in the other
+    engines: connect errors, timeouts and 5xx are :class:`EngineUnavailable`
+    (``timed_out`` for timeouts), 4xx and malformed replies :class:`EngineError`; a
+    stream that ends without its final event is unavailable. No client-side queue:
+    requests beyond the slots wait in llama-server (``llamacpp:requests_deferred``).
 """
 
 from __future__ import annotations
