@@ -221,10 +221,11 @@ class LlamaServerEngine(VLLMEngine):
             bos_text, template = props.get("bos_token"), props.get("chat_template")
             if not isinstance(template, str) or not template:
                 raise EngineError("policy engine props: the model has no chat template")
-            with_bos = await self._post(
-                "/tokenize", {"content": "", "add_special": True}, "tokenize"
-            )
-            added = _int_list(with_bos.get("tokens"), "tokenize")
+            # "" tokenizes to [] even with add_special, so a one-character probe tells
+            # whether the model adds BOS, and which id it is.
+            plain = await self._tokenize("a", add_special=False)
+            marked = await self._tokenize("a", add_special=True)
+            added = marked[: len(marked) - len(plain)]
             writes_bos = "bos_token" in template or (
                 isinstance(bos_text, str) and bool(bos_text) and bos_text in template
             )
@@ -259,9 +260,9 @@ class LlamaServerEngine(VLLMEngine):
             raise EngineError("policy engine chat template: malformed reply (no prompt)")
         return [*bos_prefix, *await self._tokenize(rendered)]
 
-    async def _tokenize(self, text: str) -> list[int]:
+    async def _tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         # parse_special: special-token text becomes the special token, as with HF tokenizers.
-        payload = {"content": text, "add_special": False, "parse_special": True}
+        payload = {"content": text, "add_special": add_special, "parse_special": True}
         return _int_list(
             (await self._post("/tokenize", payload, "tokenize")).get("tokens"), "tokenize"
         )

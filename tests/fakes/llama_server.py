@@ -134,7 +134,7 @@ class FakeLlamaServer:
         if body.get("parse_special", True) is not True:
             return _error(400, "fake: parse_special=false is not modelled")
         tokens = self.tokenizer.encode(body["content"])
-        if body.get("add_special", False) and self.add_bos:
+        if body.get("add_special", False) and self.add_bos and tokens:  # "" stays [] (real)
             tokens = [EOS_ID, *tokens]
         return JSONResponse({"tokens": tokens})
 

@@ -55,8 +55,7 @@ async def test_chat_setup_is_learnt_once_and_requests_are_the_documented_ones() 
     await engine.chat_prompt_ids("a")
     await engine.chat_prompt_ids("b")
     assert fake.requests == [
-        "/props",
-        "/tokenize",
+        *("/props", "/tokenize", "/tokenize"),
         *("/apply-template", "/tokenize") * 2,
     ]
 
