@@ -3,50 +3,63 @@
 The episode loop needs exact token ids in and out; llama-server's *native* endpoints give
 them (its OpenAI ones are used for chat upstreams, not here). What follows was read in the
 server's source and README of the llama.cpp vendored in llama-cpp-python 0.3.36 (the one
-``scripts/setup_llama_server.sh`` builds; ``--version`` BUILD_INFO) and checked against the
-running binary with SmolLM2-135M-Instruct and Qwen2.5-Coder-1.5B-Instruct
-(``tests/integration/test_llama_server.py``).
+``scripts/setup_llama_server.sh`` builds; ``--version``: "0.5.0-dev (build 0, commit
+unknown)", ``/props`` ``build_info`` "b0-unknown": the sdist carries no git metadata) and
+checked against the running binary with SmolLM2-135M-Instruct and
+Qwen2.5-Coder-1.5B-Instruct (``tests/integration/test_llama_server.py``).
 
 Endpoints (all at the server root; ``/v1`` is only for the OpenAI-compatible ones)
     - ``POST /apply-template`` ``{"messages", "add_generation_prompt": true}`` →
       ``{"prompt": text}``: the GGUF's Jinja template rendered by llama.cpp's own Jinja
       engine (``--jinja`` is the default in this version). When the model adds BOS itself
       (``tokenizer.ggml.add_bos_token``), a leading BOS string is cut off the rendering;
-      Hugging Face keeps it. Neither model here adds BOS (SmolLM2: false; Qwen2.5: false).
+      Hugging Face keeps it. Neither model here adds BOS: SmolLM2 (BOS ``<|im_start|>``)
+      and Qwen2.5 (BOS ``<|endoftext|>``, EOS ``<|im_end|>``); for both, the rendered text
+      tokenized with special tokens parsed equals ``apply_chat_template(tokenize=True)``
+      (checked against transformers for SmolLM2).
     - ``POST /tokenize`` ``{"content", "add_special": false, "parse_special": true}`` →
       ``{"tokens": [...]}``; ``add_special`` (default false) adds BOS; ``parse_special``
       (default true) turns special-token text (``<|im_end|>``) into the special token, as HF
-      tokenizers do; ``with_pieces`` returns ``{"id", "piece"}`` objects instead.
+      tokenizers do; ``with_pieces`` returns ``{"id", "piece"}`` objects instead. ``""``
+      tokenizes to ``[]`` even with ``add_special``.
       ``POST /detokenize`` ``{"tokens"}`` → ``{"content"}``.
     - ``POST /completion`` (native; ``/v1/completions`` is the OpenAI shape of the same
       task): ``prompt`` may be a list of token ids (no BOS is added to an id list);
       ``n_predict`` (alias ``max_tokens``); ``stop`` (list); ``seed``; ``grammar`` (GBNF;
-      a broken grammar is a 400); ``cache_prompt`` (default true); ``stream``.
+      a broken grammar is a 400 "failed to parse grammar"); ``cache_prompt`` (default
+      true); ``stream``. A prompt longer than the slot's context is a 400
+      ``exceed_context_size_error`` before anything runs.
       The reply: ``content`` WITHOUT the stop string (and without anything after it);
       ``stop_type`` ``eos`` | ``word`` | ``limit`` (``none`` while generating);
       ``stopping_word`` (the stop string, else ""); ``tokens_predicted`` (completion
       tokens, EOS counted), ``tokens_evaluated`` (prompt tokens), ``truncated`` (context
       full: stop_type ``limit``), ``timings`` {``cache_n``: prompt tokens reused from the
-      slot's cache, ``prompt_n``: prompt tokens evaluated, ``prompt_per_second``,
+      slot's cache, at most prompt - 1: the last prompt token is always evaluated again),
+      ``prompt_n``: prompt tokens evaluated, ``prompt_per_second``,
       ``predicted_n``, ``predicted_per_second``, ...}, and ``tokens_cached`` (every token
       in the slot afterwards, prompt and completion: NOT the reuse count). The OpenAI
       endpoint reports the reuse as ``usage.prompt_tokens_details.cached_tokens``.
       The EOS token never reaches ``content`` (special tokens render as "" unless the
       server runs with ``--special``).
     - Streaming: SSE ``data: {json}`` events, no ``[DONE]``; ``:`` lines are keep-alive
-      pings (``--sse-ping-interval``, 30 s). Text events are ``{"content": piece,
-      "stop": false, ...}``; text that may be the start of a stop string is held back
-      until it is not; the last event has ``"stop": true``, ``content`` "" and the fields
-      above. An error after the headers is ``data: {"error": {"code", "message",
-      "type"}}``. HTTP errors are ``{"error": {"code", "message", "type"}}`` (400
-      ``invalid_request_error``, ``exceed_context_size_error``; 503 ``unavailable_error``
+      pings (``--sse-ping-interval``, 30 s). One event per token, ``{"content": piece,
+      "tokens": [id], "stop": false, "id_slot": -1, "tokens_predicted", ...}``; text that
+      may be the start of a stop string is held back (``content`` "") until it is not;
+      the last event has ``"stop": true``, ``content`` "" and the fields above. A stream
+      cut by ``n_predict`` while text is held back never sends that text (the
+      non-streamed ``content`` has it): a turn that ends with ``length`` may miss the
+      start of a closing tag at its end. An error after the headers is
+      ``data: {"error": {"code", "message", "type"}}``. HTTP errors are
+      ``{"error": {"code", "message", "type"}}`` (400 ``invalid_request_error``,
+      ``exceed_context_size_error``; 503 ``unavailable_error``
       "Loading model"; 500 ``server_error``).
     - ``GET /health``: 503 while the model loads, then 200 ``{"status": "ok"}``;
       ``GET /props``: ``chat_template``, ``bos_token``/``eos_token`` (strings),
       ``total_slots``, ``default_generation_settings.n_ctx`` (per slot), ``build_info``;
       ``GET /slots`` (``--no-slots`` hides it): per slot ``n_ctx``, ``is_processing``,
       ``params``; ``GET /metrics`` with ``--metrics``: ``llamacpp:prompt_tokens_total``,
-      ``prompt_seconds_total``, ``prompt_tokens_seconds``, ``tokens_predicted_total``,
+      ``prompt_tokens_cached_total`` (not in the README), ``prompt_seconds_total``,
+      ``prompt_tokens_seconds``, ``tokens_predicted_total``,
       ``tokens_predicted_seconds_total``, ``predicted_tokens_seconds``,
       ``requests_processing``, ``requests_deferred``, ``n_tokens_max``,
       ``n_decode_total``, ``n_busy_slots_per_decode``, ``spec_decode_*``.
@@ -89,10 +102,11 @@ Slots, batching and caches (server flags)
 What this engine does with it
     ``chat_prompt_ids``: ``/apply-template`` then ``/tokenize`` (no special tokens added,
     special-token text parsed), putting back a BOS the template wrote if llama.cpp cut it
-    off (model adds BOS and the template writes ``bos_token``: learnt once from ``/props``
-    and ``/tokenize``). ``generate``/``stream_generate``: ``/completion`` with the
-    token-id prompt, :data:`NEUTRAL_SAMPLING`, the stop strings, ``cache_prompt``, the
-    grammar; the turn text gets its ``stopping_word`` back (the training layout keeps the
+    off (model adds BOS and the template writes ``bos_token``: learnt once, from
+    ``/props`` and two ``/tokenize`` calls of "a" with and without ``add_special``).
+    ``generate``/``stream_generate``: ``/completion`` with the token-id prompt,
+    :data:`NEUTRAL_SAMPLING`, the stop strings, ``cache_prompt``, the grammar; the turn text
+    gets its ``stopping_word`` back (the training layout keeps the
     closing tag); ``cached_tokens`` is ``timings.cache_n``. Errors as in the other
     engines: connect errors, timeouts and 5xx are :class:`EngineUnavailable`
     (``timed_out`` for timeouts), 4xx and malformed replies :class:`EngineError`; a
