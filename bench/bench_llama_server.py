@@ -191,7 +191,7 @@ async def main() -> None:
     args = parser.parse_args()
     models = {"smollm2": smollm2_gguf, "qwen": qwen25_gguf}
     with tempfile.TemporaryDirectory(prefix="bench-llama-server-") as logs:
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):
             await bench_speed(name, models[name](), args.repeats, Path(logs))
         if not args.skip_memory:
             for parallel in (int(p) for p in args.parallel.split(",")):
