@@ -17,7 +17,7 @@ from local_stack.llama_server_binary import (
     llama_server_binary,
 )
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "setup_llama_server.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "setup_llama_server.sh"
 
 
 def test_path_is_the_one_the_setup_script_builds(tmp_path: Path) -> None:
