@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from server.episode import EpisodeRunner
 
+from router_model.episode import EpisodeRunner
 from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from server.engines import VLLMEngine
