@@ -63,7 +63,7 @@ from router_model.episode.events import (
     TextDelta,
 )
 from router_model.episode.ledger import Ledger
-from router_model.episode.result import EpisodeResult, EpisodeUsage
+from router_model.episode.result import EpisodeResult
 from router_model.episode.route import RouteCaller
 from router_model.episode.settings import EpisodeSettings, PolicyOverrides, resolve_settings
 from router_model.episode.special_tokens import SpecialTokenGuard
@@ -81,6 +81,7 @@ from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from router_model.protocol.turn import ActionKind, cut_turn, parse_action
 from router_model.registry import ModelSpec, Registry, RouterProfile
+from router_model.usage import Usage
 
 T = TypeVar("T")
 
@@ -409,7 +410,7 @@ class EpisodeRun:
             totals=self.ledger.totals(total_s),
         )
         ledger = self.ledger
-        usage = EpisodeUsage(
+        usage = Usage(
             prompt_tokens=ledger.policy_prompt_tokens + ledger.upstream_prompt_tokens,
             completion_tokens=ledger.policy_completion_tokens + ledger.upstream_completion_tokens,
         )

@@ -19,6 +19,7 @@ from typing import Protocol
 from router_model.episode.loop import EpisodeRun
 from router_model.episode.trace import Outcome, RouterTotals, RouterTrace, RouteStep
 from router_model.registry import ModelSpec, RouterProfile
+from router_model.rewards.cost import raw_cost
 from server.auth.access import Caller
 from server.errors import classify
 from server.lifecycle.outcome import RequestOutcome
@@ -164,7 +165,7 @@ class RequestLifecycle:
             models=[call.model.name],
             cost_usd=call.cost_usd,
             upstream_cost_usd=call.cost_usd,
-            raw_cost=call.completion_tokens * call.model.pricing.output_per_1m,
+            raw_cost=raw_cost([(call.completion_tokens, call.model.pricing.output_per_1m)]),
             upstream_prompt_tokens=call.prompt_tokens,
             upstream_completion_tokens=call.completion_tokens,
             upstream_time_ms=latency_ms,

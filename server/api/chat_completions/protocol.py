@@ -1,4 +1,5 @@
-"""Request and response types of ``POST /v1/chat/completions`` (the OpenAI shape)."""
+"""The request type of ``POST /v1/chat/completions`` (the OpenAI shape); responses are
+written byte by byte by :mod:`.wire`."""
 
 from __future__ import annotations
 
@@ -41,54 +42,3 @@ class ChatCompletionRequest(_Open):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     user: str | None = None
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cost: float = Field(default=0.0, description="USD, from registry prices.")
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-    reasoning_content: str | None = None
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop", "length"] = "stop"
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    router: dict[str, Any] | None = None
-
-
-class Delta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-    reasoning_content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: Delta
-    finish_reason: Literal["stop", "length"] | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
-    router: dict[str, Any] | None = None
