@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from router_model.episode.route import RouteCaller
 from router_model.registry import Registry
 from server.api.chat_completions.router import ChatCompletionsFastPath
 from server.api.chat_completions.router import router as chat_router
@@ -40,7 +41,10 @@ from server.state import AppState, EnginePool, RegistryHolder, RunnerCache
 from server.store.base import SharedStore
 from server.store.factory import build_store
 from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transport
+from server.upstream.breaker import STATE_VALUES
 from server.upstream.cache import CachingRouteCaller
+from server.upstream.coalesce import CoalescingRouteCaller
+from server.upstream.limits import LocalModelLimits
 from server.version import gateway_version
 
 logger = logging.getLogger("router_r1")
@@ -120,11 +124,21 @@ async def _build_state(
     stack.push_async_callback(background.drain, _DRAIN_TIMEOUT_S)  # before the store closes
     recorder = OutcomeRecorder(metrics, access, traces, background, access_log=settings.log.access)
     upstream = await stack.enter_async_context(
-        UpstreamPool(holder.get, settings.upstream, transport=upstream_transport)
+        UpstreamPool(
+            holder.get,
+            settings.upstream,
+            transport=upstream_transport,
+            # one process: the store-backed ModelRateLimits holds them across replicas
+            limiter=LocalModelLimits(),
+            on_breaker_change=lambda model, deployment, state: metrics.breaker_changed(
+                model, deployment, STATE_VALUES[state]
+            ),
+        )
     )
+    routed: RouteCaller = CoalescingRouteCaller(upstream) if settings.cache.coalesce else upstream
     route_cache = (
         CachingRouteCaller(
-            upstream,
+            routed,
             store,
             metrics,
             ttl_s=settings.cache.ttl_s,
@@ -136,7 +150,7 @@ async def _build_state(
     engine_client = await stack.enter_async_context(_engine_client(settings, engine_transport))
     engines = EnginePool(engine_client, settings.ready_timeout_s)
     stack.push_async_callback(engines.aclose)
-    runners = RunnerCache(engines, upstream, route_cache)
+    runners = RunnerCache(engines, routed, route_cache)
     registry_watcher = None
     if registry is None and settings.registry_reload_interval_s > 0:
         registry_watcher = RegistryWatcher(

@@ -97,3 +97,6 @@ class CacheSettings(BaseModel):
     max_entries: Annotated[int, Field(gt=0)] = 10_000
     """In-memory store only; with Redis the bound is the TTL and Redis' own maxmemory policy."""
     max_entry_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    coalesce: bool = True
+    """Identical deterministic sub-queries in flight at once share one upstream call
+    (``server.upstream.coalesce``), cache or no cache."""
