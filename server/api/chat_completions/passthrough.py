@@ -111,8 +111,10 @@ async def _call_with_fallbacks(
     # until the upstream says: the request was sent, so its prompt may be billed
     estimate = estimated_prompt_tokens(orjson.dumps(body.get("messages")).decode())
     for position, candidate in enumerate(chain):
-        call = life.serving_passthrough(model) if position == 0 else life.passthrough_fallback(
-            candidate
+        call = (
+            life.serving_passthrough(model)
+            if position == 0
+            else life.passthrough_fallback(candidate)
         )
         call.prompt_tokens = estimate
         call.cost_usd = candidate.pricing.cost_usd(estimate, 0)
