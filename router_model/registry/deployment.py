@@ -59,8 +59,8 @@ class RetryPolicy(BaseModel):
 def single_deployment(data: dict[str, Any]) -> dict[str, Any]:
     """A model's YAML with the single-deployment form (``endpoint`` + ``upstream_model``)
     turned into its one deployment; the two forms together are an error."""
-    single = "endpoint" in data or "upstream_model" in data
-    listed = "deployments" in data
+    single = data.get("endpoint") is not None or data.get("upstream_model") is not None
+    listed = data.get("deployments") is not None
     if single and listed:
         derived = [{"endpoint": data.get("endpoint"), "upstream_model": data.get("upstream_model")}]
         if _same_deployments(data["deployments"], derived):
@@ -71,7 +71,7 @@ def single_deployment(data: dict[str, Any]) -> dict[str, Any]:
     if not single:
         raise ValueError("endpoint + upstream_model (or deployments) is required")
     for field in ("endpoint", "upstream_model"):
-        if field not in data:
+        if data.get(field) is None:
             raise ValueError(f"{field} is missing (give endpoint + upstream_model, or deployments)")
     deployment = {"endpoint": data["endpoint"], "upstream_model": data["upstream_model"]}
     return {**data, "deployments": [deployment]}

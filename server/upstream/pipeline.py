@@ -113,6 +113,9 @@ class Pipeline:
         tried: set[str] = set()
         while True:
             slot = self._deployments.choose(model, tried)
+            if slot is None and progress.last is not None:
+                # the failures so far opened the breakers: the last one is the reason
+                raise Failed(progress.last, progress.attempts, progress.deployment)
             if slot is None:
                 wait = self._deployments.retry_after_s(model)
                 failure = CallFailure(
