@@ -365,7 +365,10 @@ class EpisodeRun:
         turn.upstream_completion_tokens = reply.completion_tokens
         turn.upstream_cost_usd = reply.cost_usd
         self.ledger.add_upstream(
-            reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, spec.pricing.output_per_1m
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            reply.cost_usd,
+            spec.pricing_of().output_per_1m,
         )
         return reply.text if reply.succeeded else None
 
@@ -379,7 +382,7 @@ class EpisodeRun:
         if turn.upstream_started_ms is not None and turn.reply is None:
             spec = self.r.registry.model(turn.model) if turn.model is not None else None
             if spec is not None:
-                turn.upstream_cost_usd = spec.pricing.cost_usd(turn.upstream_prompt_tokens, 0)
+                turn.upstream_cost_usd = spec.pricing_of().cost_usd(turn.upstream_prompt_tokens, 0)
                 self.ledger.add_upstream(
                     turn.upstream_prompt_tokens, 0, turn.upstream_cost_usd, 0.0
                 )

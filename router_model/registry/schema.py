@@ -137,9 +137,15 @@ class ModelSpec(_Strict):
         return self
 
     def pricing_of(self, deployment: Deployment | None = None) -> Pricing:
-        """What a call served by ``deployment`` costs: its own pricing, else the model's."""
+        """What a call served by ``deployment`` costs: its own pricing, else the model's.
+        Without a deployment (an estimate, the reference's raw cost): the model's, or, when
+        only its deployments are priced, the first one's."""
         if deployment is not None and deployment.pricing is not None:
             return deployment.pricing
+        if deployment is None and not self.pricing.declared:
+            first = self.deployments[0].pricing
+            if first is not None:
+                return first
         return self.pricing
 
     @field_validator("name")

@@ -183,7 +183,8 @@ class RequestLifecycle:
             cost_usd=cost,
             upstream_cost_usd=cost,
             raw_cost=raw_cost(
-                (call.completion_tokens, call.model.pricing.output_per_1m) for call in self._calls
+                (call.completion_tokens, call.model.pricing_of().output_per_1m)
+                for call in self._calls
             ),
             upstream_prompt_tokens=sum(step.upstream_prompt_tokens for step in steps),
             upstream_completion_tokens=sum(step.upstream_completion_tokens for step in steps),

@@ -117,7 +117,7 @@ async def _call_with_fallbacks(
             else life.passthrough_fallback(candidate)
         )
         call.prompt_tokens = estimate
-        call.cost_usd = candidate.pricing.cost_usd(estimate, 0)
+        call.cost_usd = candidate.pricing_of().cost_usd(estimate, 0)
         call.usage_estimated = True
         try:
             if body.get("stream"):

@@ -140,6 +140,7 @@ def test_deployment_pricing_can_stand_in_for_the_models() -> None:
     model = _load(priced).model("Beta-2B")
     assert model is not None
     assert [model.pricing_of(d).free for d in model.deployments] == [True, False]
+    assert model.pricing_of().free  # an estimate: the first deployment's, never an unset one
     unpriced_deployment = TWO_DEPLOYMENTS.replace(
         "pricing: {input_per_1m: 0.5, output_per_1m: 1}", "pricing: {}"
     )
