@@ -10,7 +10,8 @@ configurations; the per-request differences are what each layer adds:
 - keys+memory: a key with request/token/budget limits, in-memory store (admission, spend and
   the stored trace: pure Python);
 - keys+redis: the same against a real ``redis-server`` on loopback (one Lua admission, one
-  MULTI for spend, one SET for the trace: three round trips, two of them concurrent);
+  Lua script for spend, one pipeline for the trace and its indexes: three round trips, two of
+  them concurrent);
 - keys+redis+cache: plus the sub-query cache (a GET per route; hits skip the upstream).
 
 It also times the raw Redis operations, and the metrics a finished episode records
@@ -36,7 +37,13 @@ sys.path.insert(0, str(REPO))
 
 from server.auth import hash_key  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
-from server.store import Limits, RedisStore, budget_window, minute_window  # noqa: E402
+from server.store import (  # noqa: E402
+    Limits,
+    RedisStore,
+    TraceSummary,
+    budget_window,
+    minute_window,
+)
 from tests.fakes.registry import default_registry  # noqa: E402
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript  # noqa: E402
 from tests.fakes.vllm_server import FakeVLLM  # noqa: E402
@@ -97,11 +104,12 @@ async def redis_operations(url: str, n: int) -> None:
     now = time.time()
     minute, period = minute_window(now), budget_window(now, "month")
     limits = Limits(1_000_000, 1_000_000_000, 1e9)
+    summary = TraceSummary(request_id="r", created=now, key_id="bench")
     try:
         for label, call in (
             ("admit (Lua)", lambda: store.admit("bench", limits, minute, period)),
-            ("record_usage (MULTI)", lambda: store.record_usage("bench", minute, period, 10, 1e-6)),
-            ("put_trace (SET)", lambda: store.put_trace("r", "bench", b"{}" * 500, 60)),
+            ("record_usage (Lua)", lambda: store.record_usage("bench", minute, period, 10, 1e-6)),
+            ("put_trace (pipeline)", lambda: store.put_trace(summary, b"{}" * 500, 60)),
             ("cache_get (GET)", lambda: store.cache_get("route:x")),
         ):
             times = []

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server prometheus)  # prometheus: the dashboard tests scrape with it
+# prometheus: the dashboard tests scrape with it (and promtool checks the alert rules);
+# chromium: the trace viewer test drives it headless through Playwright.
+APT_PACKAGES=(redis-server prometheus chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

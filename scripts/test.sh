@@ -15,9 +15,14 @@ scripts/setup_trl.sh
 # veRL's real classes.
 scripts/setup_verl.sh
 
+# Arize Phoenix in its own venv: the OTLP span tests export to a real Phoenix and read back.
+scripts/setup_phoenix.sh
+
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "==> import contracts (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports --no-cache
 echo "==> mypy (strict)"
 .venv/bin/mypy
 echo "==> pytest"

@@ -33,6 +33,7 @@ from server.errors import install_error_handlers
 from server.lifecycle.recorder import OutcomeRecorder
 from server.metrics.exposition import worker_exited
 from server.metrics.metrics import Metrics
+from server.operations.model_limits import ModelRateLimits
 from server.operations.traces import TraceArchive
 from server.registry_watch import RegistryWatcher
 from server.request_id import RequestIdMiddleware
@@ -44,7 +45,6 @@ from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transp
 from server.upstream.breaker import STATE_VALUES
 from server.upstream.cache import CachingRouteCaller
 from server.upstream.coalesce import CoalescingRouteCaller
-from server.upstream.limits import LocalModelLimits
 from server.version import gateway_version
 
 logger = logging.getLogger("router_r1")
@@ -128,8 +128,8 @@ async def _build_state(
             holder.get,
             settings.upstream,
             transport=upstream_transport,
-            # one process: the store-backed ModelRateLimits holds them across replicas
-            limiter=LocalModelLimits(),
+            # per model, across replicas through the store (one process on the memory store)
+            limiter=ModelRateLimits(store, fail_open=settings.limits.fail_open),
             on_breaker_change=lambda model, deployment, state: metrics.breaker_changed(
                 model, deployment, STATE_VALUES[state]
             ),

@@ -71,8 +71,9 @@ class RouteStep(_Frozen):
     upstream_completion_tokens: int = 0
     usage_estimated: bool = False
     cost_usd: float = 0.0
+    policy_cost_usd: float = 0.0
     upstream_cost_usd: float = 0.0
-    """The upstream call's part of ``cost_usd`` (0 for a cache hit)."""
+    """The policy's and the upstream call's parts of ``cost_usd`` (a cache hit's is 0)."""
     policy_latency_ms: float = 0.0
     upstream_latency_ms: float = 0.0
     started_ms: float = 0.0

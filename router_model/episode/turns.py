@@ -71,6 +71,7 @@ class TurnState:
             upstream_completion_tokens=self.upstream_completion_tokens,
             usage_estimated=self.usage_estimated,
             cost_usd=self.policy_cost_usd + self.upstream_cost_usd,
+            policy_cost_usd=self.policy_cost_usd,
             upstream_cost_usd=self.upstream_cost_usd,
             policy_latency_ms=self.policy_wait_s * 1000,
             upstream_latency_ms=self.upstream_wait_s * 1000,

@@ -19,15 +19,6 @@ NAME_SEPARATOR = ", "
 
 
 @dataclass(frozen=True)
-class PricedModel:
-    """A model the reference knows a price for."""
-
-    name: str
-    api_model: str
-    usd_per_1m_output_tokens: float
-
-
-@dataclass(frozen=True)
 class DefaultPoolModel:
     """One model of the paper's six-model pool, as the policy was trained on it."""
 
@@ -126,22 +117,3 @@ def default_pool_descriptors() -> tuple[DefaultPoolModel, ...]:
         )
         for entry in _constants()["default_pool"]
     )
-
-
-@cache
-def extra_priced_models() -> tuple[PricedModel, ...]:
-    """Models outside the default pool that the reference price table also lists."""
-    return tuple(
-        PricedModel(
-            name=entry["name"],
-            api_model=entry["api_model"],
-            usd_per_1m_output_tokens=float(entry["usd_per_1m_output_tokens"]),
-        )
-        for entry in _constants()["extra_priced_models"]
-    )
-
-
-def reference_price_table() -> dict[str, float]:
-    """API model id -> USD per 1M output tokens, as in the reference."""
-    table: dict[str, Any] = _constants()["reference_price_table_check"]
-    return {model: float(price) for model, price in table.items()}

@@ -11,7 +11,8 @@ from router_model.protocol.tags import ANSWER_CLOSE, SEARCH_CLOSE
 # First complete <search>…</search> or <answer>…</answer> block; the back-reference makes
 # "<answer>x</search>" no block at all.
 _ACTION_RE = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
-_PLACEHOLDERS = ("llm-name", "your-query")
+PLACEHOLDERS = ("llm-name", "your-query")
+"""Words of the prompt's example search: a search that contains one is invalid."""
 
 
 class ActionKind(StrEnum):
@@ -91,7 +92,7 @@ def parse_action(turn: str) -> Action:
     if match.group(1) == "answer":
         return Action(ActionKind.ANSWER, content)
     lowered = content.lower()
-    if any(placeholder in lowered for placeholder in _PLACEHOLDERS):
+    if any(placeholder in lowered for placeholder in PLACEHOLDERS):
         return Action(ActionKind.INVALID_PLACEHOLDER, content)
     if ":" not in content:
         return Action(ActionKind.INVALID_NO_COLON, content)

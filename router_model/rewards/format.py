@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from router_model.protocol.names import NameResolver, legacy_resolver
 from router_model.protocol.tags import ALL_TAGS, ANSWER_CLOSE, THINK_OPEN
+from router_model.protocol.turn import PLACEHOLDERS
 
 FORMAT_OK = 0.0
 FORMAT_PENALTY = -1.0
@@ -15,7 +16,6 @@ ValidModel = Callable[[str], bool]
 
 _BLOCK_RE = re.compile(r"<(search|answer|think|information)>(.*?)</\1>", re.DOTALL)
 _BALANCED = ("search", "think", "answer", "information")
-_PLACEHOLDERS = ("llm-name", "your-query")
 
 
 def valid_model_from_resolver(resolver: NameResolver) -> ValidModel:
@@ -35,7 +35,7 @@ def _search_is_malformed(content: str) -> bool:
     lowered = content.lower()
     return (
         not query
-        or any(p in lowered for p in _PLACEHOLDERS)
+        or any(p in lowered for p in PLACEHOLDERS)
         # the model name repeated inside its own query (an empty name always is)
         or name in query
     )

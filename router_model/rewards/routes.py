@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 
+from router_model.protocol.turn import PLACEHOLDERS
 from router_model.rewards.format import ValidModel
 
 _ROUTE_RE = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
-_PLACEHOLDERS = ("llm-name", "your-query")
 
 
 def _is_countable(content: str, valid_model: ValidModel) -> bool:
     if content.count(":") != 1:
         return False
     lowered = content.lower()
-    if not content.split(":")[-1].strip() or any(p in lowered for p in _PLACEHOLDERS):
+    if not content.split(":")[-1].strip() or any(p in lowered for p in PLACEHOLDERS):
         return False
     return valid_model(content.split(":")[0])
 

@@ -245,4 +245,13 @@ async def _parse_stream(
         finish_reason=_finish_reason(finish),
         prompt_tokens=int(usage.get("prompt_tokens", prompt_len)),
         completion_tokens=int(usage.get("completion_tokens", 0)),
+        cached_tokens=_cached_tokens(usage),
     )
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens`` (vLLM with
+    ``--enable-prompt-tokens-details``, the llama.cpp server's addition), None when absent."""
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None

@@ -19,6 +19,7 @@ from server.lifecycle.outcome import RequestOutcome
 from server.lifecycle.request import RequestLifecycle
 from server.metrics.metrics import Metrics
 from server.operations.traces import TraceArchive
+from server.store.base import TraceSummary
 
 logger = logging.getLogger("router_r1.errors")
 access_logger = logging.getLogger("router_r1.access")
@@ -88,12 +89,22 @@ class OutcomeRecorder:
         work: list[Coroutine[Any, Any, None]] = []
         if caller.key is not None:  # open mode's anonymous caller has no counters
             work.append(self._access.record(caller, outcome.tokens, outcome.cost_usd))
-        if outcome.trace is not None:
-            work.append(
-                self._traces.put(
-                    outcome.request_id, caller.id, outcome.trace.model_dump_json().encode()
-                )
+        trace = outcome.trace
+        if trace is not None:
+            summary = TraceSummary(
+                request_id=outcome.request_id,
+                created=trace.started_at,
+                key_id=caller.id,
+                mode=trace.mode,
+                profile=trace.profile,
+                model=trace.model,
+                outcome=trace.outcome,
+                status=outcome.status,
+                routes=trace.totals.routes,
+                cost_usd=trace.totals.cost_usd,
+                latency_ms=outcome.duration_s * 1000,
             )
+            work.append(self._traces.put(summary, trace.model_dump_json().encode()))
         return work
 
 

@@ -31,10 +31,14 @@ STORE_OPERATIONS = (
     "cache_get",
     "cache_put",
     "admit",
+    "settle",
     "record_usage",
     "usage",
+    "acquire_model_capacity",
+    "record_model_tokens",
     "put_trace",
     "get_trace",
+    "list_traces",
     "ping",
 )
 

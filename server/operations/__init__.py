@@ -1,1 +1,1 @@
-"""Operational views of the gateway: stored traces, and what ``/ready`` shows."""
+"""Recent requests' traces, kept in the shared store for the key that made them."""

@@ -1,4 +1,5 @@
-"""Recent requests' ``router`` traces in the shared store, readable by the key that made them."""
+"""Recent requests' ``router`` traces in the shared store, readable by the key that made them
+(or an admin key), with a summary of each for listings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.store.base import SharedStore, StoredTrace, StoreUnavailable
+from server.store.base import SharedStore, StoredTrace, StoreUnavailable, TraceSummary
 
 logger = logging.getLogger("router_r1.traces")
 
@@ -19,7 +20,8 @@ class TraceSettings(BaseModel):
 
     ttl_s: Annotated[float, Field(gt=0)] = 3600.0
     max_entries: Annotated[int, Field(gt=0)] = 10_000
-    """In-memory store only (Redis: TTL)."""
+    """The traces kept in memory; with Redis, the entries of each trace listing index (the
+    traces themselves are bounded by the TTL)."""
 
 
 class TraceArchive:
@@ -27,13 +29,27 @@ class TraceArchive:
         self._store = store
         self.ttl_s = ttl_s
 
-    async def put(self, request_id: str, owner: str, trace: bytes) -> None:
-        """Keep ``trace`` for ``ttl_s``; never raises (a trace that cannot be kept is dropped)."""
+    async def put(self, summary: TraceSummary, trace: bytes) -> None:
+        """Keep ``trace`` for ``ttl_s`` under its owner; never raises (a trace that cannot be
+        kept is dropped)."""
         try:
-            await self._store.put_trace(request_id, owner, trace, self.ttl_s)
+            await self._store.put_trace(summary, trace, self.ttl_s)
         except StoreUnavailable:
-            logger.debug("trace of %s not kept: store unavailable", request_id)
+            logger.debug("trace of %s not kept: store unavailable", summary.request_id)
 
-    async def get(self, request_id: str) -> StoredTrace | None:
-        """The stored trace (raises StoreUnavailable)."""
-        return await self._store.get_trace(request_id)
+    async def get(self, request_id: str, owner: str | None) -> StoredTrace | None:
+        """``owner``'s trace of that request; None: an admin's lookup, whoever's it is (raises
+        StoreUnavailable)."""
+        return await self._store.get_trace(request_id, owner)
+
+    async def summaries(
+        self,
+        owner: str | None,
+        limit: int,
+        *,
+        profile: str | None = None,
+        outcome: str | None = None,
+    ) -> list[TraceSummary]:
+        """Summaries, newest first: ``owner``'s, or everyone's (None, for an admin); raises
+        StoreUnavailable."""
+        return await self._store.list_traces(owner, limit, profile=profile, outcome=outcome)

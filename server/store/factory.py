@@ -17,7 +17,9 @@ def build_store(
     trace_max_entries: int = 10_000,
     on_error: Callable[[str], None] | None = None,
 ) -> SharedStore:
-    """The store; the entry bounds apply to the in-memory one (Redis: TTLs and maxmemory)."""
+    """The store. ``cache_max_entries`` bounds the in-memory cache (Redis: TTLs and maxmemory);
+    ``trace_max_entries`` the traces kept in memory, or the entries of each trace listing on
+    Redis."""
     if redis.url:
         return RedisStore(
             redis.url,
@@ -25,6 +27,7 @@ def build_store(
             max_connections=redis.max_connections,
             timeout_s=redis.timeout_s,
             retry_interval_s=redis.retry_interval_s,
+            trace_max_entries=trace_max_entries,
             on_error=on_error,
         )
     return MemoryStore(cache_max_entries=cache_max_entries, trace_max_entries=trace_max_entries)

@@ -3,9 +3,9 @@
 The per-minute limits are checked by a :class:`ModelLimiter` before a call is sent: it counts
 the call and its estimated tokens (prompt estimate + ``max_tokens``) in the model's current
 minute, or refuses (until the minute ends); after the call the estimate is corrected with the
-real tokens. Across replicas that is the shared store's ``acquire_model_capacity`` operation
-(``server.operations.model_limits.ModelRateLimits`` where the store has it: it fits this
-protocol as is); :class:`LocalModelLimits` is the one-process variant.
+real tokens. The gateway's is ``server.operations.model_limits.ModelRateLimits``: the shared
+store's ``acquire_model_capacity`` (every replica counts in the same minute; the memory store
+for one process). The pool depends only on this protocol.
 
 Prompt tokens are estimated before the call at about 4 UTF-8 bytes a token
 (:func:`router_model.episode.turns.estimated_prompt_tokens`; a passthrough's messages are
@@ -17,10 +17,6 @@ verdict, rather than refusing requests that would fit.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -70,50 +66,6 @@ def context_overflow(model: ModelSpec, prompt_tokens: int, max_tokens: int) -> s
         f"{model.name}: the prompt (about {prompt_tokens} tokens) plus max_tokens {max_tokens} "
         f"does not fit its context of {limit} tokens"
     )
-
-
-@dataclass(frozen=True)
-class LocalTicket:
-    allowed: bool
-    retry_after_s: int = 0
-    model: str = ""
-    minute: int | None = None  # the minute it was counted in (None: not counted)
-    tokens_estimate: int = 0
-
-
-class LocalModelLimits:
-    """:class:`ModelLimiter` for one process: each model's counters of the current minute
-    (wall clock, as the shared store's windows), the same refusal rule (a call is always
-    allowed in a minute with no tokens yet, however large: it could never run otherwise)."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._minutes: dict[str, tuple[int, int, int]] = {}  # model -> (minute, calls, tokens)
-
-    async def acquire(self, model: ModelSpec, tokens_estimate: int) -> LocalTicket:
-        limits = model.limits
-        if not has_rate_limits(model):
-            return LocalTicket(True, model=model.name)
-        now = self._clock()
-        minute = int(now // 60)
-        counted, calls, tokens = self._minutes.get(model.name, (minute, 0, 0))
-        if counted != minute:
-            calls = tokens = 0
-        retry_after = max(1, math.ceil((minute + 1) * 60 - now))
-        rpm, tpm = limits.requests_per_minute, limits.tokens_per_minute
-        if rpm is not None and calls >= rpm:
-            return LocalTicket(False, retry_after, model.name)
-        if tpm is not None and (tokens >= tpm or (tokens > 0 and tokens + tokens_estimate > tpm)):
-            return LocalTicket(False, retry_after, model.name)
-        self._minutes[model.name] = (minute, calls + 1, tokens + tokens_estimate)
-        return LocalTicket(True, 0, model.name, minute, tokens_estimate)
-
-    async def finished(self, ticket: LocalTicket, tokens: int) -> None:
-        found = self._minutes.get(ticket.model)
-        if ticket.minute is None or found is None or found[0] != ticket.minute:
-            return  # not counted, or its minute is gone
-        minute, calls, counted = found
-        self._minutes[ticket.model] = (minute, calls, counted + tokens - ticket.tokens_estimate)
 
 
 def _requested_max_tokens(body: dict[str, Any]) -> int | None:

@@ -38,10 +38,26 @@ def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return [(panel["title"], t["expr"]) for panel in panels(dashboard) for t in panel["targets"]]
 
 
-def substitute(expr: str, rate_interval: str, range_: str) -> str:
-    """Grafana's interval variables replaced as Grafana would at query time."""
-    return (
+TEMPLATE_VARIABLES = ("instance", "profile", "model")  # multi-value, "All" = ".*"
+VLLM_METRIC = re.compile(r"\b(vllm:[a-z0-9_:]+)\b")
+
+
+def is_vllm(expr: str) -> bool:
+    """Whether the PromQL reads vLLM's own metrics (scraped from vLLM, not the gateway)."""
+    return bool(VLLM_METRIC.search(expr))
+
+
+def substitute(
+    expr: str, rate_interval: str, range_: str, variables: dict[str, str] | None = None
+) -> str:
+    """Grafana's interval and template variables replaced as Grafana would at query time;
+    a template variable left at "All" becomes its ``allValue`` (``.*``)."""
+    values = {name: ".*" for name in TEMPLATE_VARIABLES} | (variables or {})
+    expr = (
         expr.replace("$__rate_interval", rate_interval)
         .replace("$__interval", rate_interval)
         .replace("$__range", range_)
     )
+    for name, value in values.items():
+        expr = expr.replace(f"${name}", value)
+    return expr

@@ -32,7 +32,9 @@ def env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def container_port(service: dict[str, Any]) -> set[int]:
-    return {int(p.split(":")[-1]) for p in service.get("ports", [])}
+    """Ports other services reach: published (``[ip:]host:container``) or only exposed."""
+    published = {int(p.split(":")[-1]) for p in service.get("ports", [])}
+    return published | {int(p) for p in service.get("expose", [])}
 
 
 def host_path(service: dict[str, Any], container_path: str) -> Path:
@@ -62,8 +64,37 @@ def test_dependencies_exist_and_mounts_are_in_the_repository(stack: str) -> None
             assert dependency in services, f"{stack}: {name} depends on missing {dependency}"
         for source, _ in bind_mounts(service):
             assert (REPO / source).exists(), f"{stack}: {name} mounts missing {source}"
-    host_ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
+    host_ports = [p.rsplit(":", 1)[0] for s in services.values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), f"{stack}: a host port is used twice"
+
+
+@pytest.mark.parametrize("stack", ["gpu", "cpu"])
+def test_only_the_proxy_is_published_beyond_loopback(stack: str) -> None:
+    """Engines are reached only through the gateway (its keys and budgets); Prometheus and
+    Grafana (admin/admin until changed) only from the host itself."""
+    for name, service in STACKS[stack].items():
+        for port in service.get("ports", []):
+            if name != "proxy":
+                assert port.startswith("127.0.0.1:"), f"{stack}: {name} publishes {port}"
+
+
+def test_images_are_pinned_and_services_health_checked() -> None:
+    services = GPU["services"]
+    for name, service in services.items():
+        image = service.get("image", "")
+        if not service.get("build"):
+            assert ":" in image, f"{name}: no tag"
+            assert not image.endswith(":latest"), f"{name}: {image}"
+    for name in ("proxy", "vllm", "redis", "prometheus", "grafana"):
+        assert "healthcheck" in services[name] or name == "proxy", name
+
+
+def test_the_registry_directory_is_mounted_not_the_file() -> None:
+    proxy = GPU["services"]["proxy"]
+    registry = env(proxy)["ROUTER_R1_REGISTRY"]
+    targets = [target for _, target in bind_mounts(proxy)]
+    assert registry not in targets  # a file mount keeps the old inode after a rename-save
+    assert any(registry.startswith(t.rstrip("/") + "/") for t in targets)
 
 
 def test_vllm_serves_the_router_r1_checkpoint_with_prefix_caching() -> None:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,9 +49,11 @@ from server.app import create_app
 from server.engines import EngineError, GenerationParams, VLLMEngine
 from server.settings import Settings
 from server.state import profile_grammar
+from tests.deploy.dashboards import dashboard_files, expressions, is_vllm, load, substitute
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.integration.recording import Exchange, RecordingTransport
 from tests.servers.in_process import sdk_client
+from tests.servers.prometheus_server import PrometheusServer, finite_values
 
 pytestmark = pytest.mark.slow
 
@@ -417,3 +420,44 @@ async def test_concurrent_episodes_are_batched(vllm_cpu: VLLMCPU) -> None:
     assert max(running_seen) >= 2, running_seen
     elapsed = sum(seconds for _, seconds in results)
     print(f"\n4 concurrent episodes: wall {wall:.1f} s, episode times summed {elapsed:.1f} s")
+
+
+# --- the Grafana dashboard's vLLM panels ----------------------------------------------------
+
+
+async def test_the_dashboards_vllm_panels_return_data(vllm_cpu: VLLMCPU, tmp_path: Path) -> None:
+    """A real Prometheus scrapes this vLLM while it serves streamed turns (the same prompt
+    three times: prefix-cache hits); then every vLLM panel's PromQL returns data."""
+    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{vllm_cpu.config.port}"])
+
+    async def scraped(expr: str) -> None:  # bounded: a loaded machine scrapes late
+        deadline = time.monotonic() + 60
+        while not finite_values(await asyncio.to_thread(prometheus.query, expr)):
+            assert time.monotonic() < deadline, f"prometheus never saw {expr}"
+            await asyncio.sleep(0.5)
+
+    await asyncio.to_thread(prometheus.start)
+    try:
+        # rates need a sample on each side of the load
+        ttft_count = "vllm:time_to_first_token_seconds_count"
+        await scraped(f"count_over_time({ttft_count}[1m]) >= 2")
+        before = finite_values(await asyncio.to_thread(prometheus.query, ttft_count))[0]
+        async with engine_on(vllm_cpu) as engine:
+            prompt = await engine.chat_prompt_ids("What is the capital city of France?")
+            params = GenerationParams(max_tokens=8, temperature=0.0)
+            for _ in range(3):  # the same prompt: prefix-cache hits
+                chunks = [chunk async for chunk in engine.stream_generate(prompt, params)]
+                assert chunks[-1].is_final
+        await scraped(f"{ttft_count} >= {before + 3}")
+        empty: list[str] = []
+        for path in dashboard_files():
+            for title, expr in expressions(load(path)):
+                if not is_vllm(expr):
+                    continue
+                query = substitute(expr, "1m", "1m")
+                result = await asyncio.to_thread(prometheus.query, query)
+                if not finite_values(result):
+                    empty.append(f"{path.name}: {title}: {query} -> {result}")
+        assert empty == []
+    finally:
+        await asyncio.to_thread(prometheus.stop)

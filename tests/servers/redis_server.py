@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -29,13 +30,14 @@ def _redis_answers(port: int) -> bool:
 class RedisServer:
     """Start with :meth:`start`; :meth:`kill`, :meth:`pause`/:meth:`resume` simulate outages."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise AssertionError("redis-server is not installed: run scripts/bootstrap.sh")
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
+        self.extra_args = list(extra_args)  # e.g. cluster mode, replicaof
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,6 +63,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

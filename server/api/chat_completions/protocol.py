@@ -1,5 +1,5 @@
-"""The request type of ``POST /v1/chat/completions`` (the OpenAI shape); responses are
-written byte by byte by :mod:`.wire`."""
+"""The request type of ``POST /v1/chat/completions`` (the OpenAI shape); responses are written
+by :mod:`.wire`."""
 
 from __future__ import annotations
 

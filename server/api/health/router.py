@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from server.api.health.status import operations_status
 from server.deps import StateDep
 from server.errors import APIError, error_response
-from server.operations.status import operations_status
 
 router = APIRouter()
 

@@ -1,12 +1,14 @@
-"""``GET /v1/router/traces/{request_id}`` (a recent request's ``router`` trace, for the key
-that made it or an admin key) and ``GET /v1/router/usage`` (the calling key's counters)."""
+"""``GET /v1/router/traces`` (recent requests, newest first: the calling key's own, everyone's
+for an admin key), ``GET /v1/router/traces/{request_id}`` (one request's ``router`` trace, for
+the key that made it or an admin key) and ``GET /v1/router/usage`` (the calling key's
+counters)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from server.deps import CallerDep, StateDep
@@ -26,10 +28,35 @@ def _store_unavailable() -> APIError:
     )
 
 
+MAX_LISTED = 200
+
+
+@router.get("/v1/router/traces")
+async def list_traces(
+    state: StateDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 50,
+    profile: Annotated[str | None, Query(max_length=128)] = None,
+    outcome: Annotated[str | None, Query(max_length=32)] = None,
+) -> dict[str, Any]:
+    try:
+        found = await state.traces.summaries(
+            None if caller.admin else caller.id, limit + 1, profile=profile, outcome=outcome
+        )
+    except StoreUnavailable:
+        raise _store_unavailable() from None
+    return {
+        "object": "list",
+        "data": [summary.model_dump(mode="json") for summary in found[:limit]],
+        "has_more": len(found) > limit,
+    }
+
+
 @router.get("/v1/router/traces/{request_id}", response_model=None)
 async def get_trace(request_id: str, state: StateDep, caller: CallerDep) -> Response:
     try:
-        stored = await state.traces.get(request_id)
+        # the caller's own trace of that id (an admin: whoever's); another key's is not found
+        stored = await state.traces.get(request_id, None if caller.admin else caller.id)
     except StoreUnavailable:
         raise _store_unavailable() from None
     if stored is None or not caller.may_read(stored.owner):

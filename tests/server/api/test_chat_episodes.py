@@ -220,9 +220,7 @@ async def test_only_the_last_user_message_is_the_question(gateway: Any) -> None:
 
 def _streamed_text(chunks: list[Any], field: str) -> str:
     return "".join(
-        (c.choices[0].delta.model_extra or {}).get(field) or ""
-        for c in chunks
-        if c.choices
+        (c.choices[0].delta.model_extra or {}).get(field) or "" for c in chunks if c.choices
     )
 
 

@@ -93,9 +93,7 @@ async def test_traffic_shows_up_in_the_metrics() -> None:
         == 1
     )
     assert (
-        value(
-            found, "router_r1_upstream_tokens_total", model="Qwen2.5-7B-Instruct", kind="output"
-        )
+        value(found, "router_r1_upstream_tokens_total", model="Qwen2.5-7B-Instruct", kind="output")
         > 0
     )
     assert (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
 from tests.server.operations.conftest import (
@@ -77,3 +79,27 @@ async def test_traces_expire(gateway: Any) -> None:
         assert (await gw.http.get("/v1/router/traces/short", headers=bearer(KEY_A))).is_success
         await asyncio.sleep(0.3)
         assert (await gw.http.get("/v1/router/traces/short", headers=bearer(KEY_A))).is_error
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_request_id_reused_by_another_key_keeps_both_traces_apart(
+    gateway: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    settings: dict[str, Any] = {"api_keys": KEYS}
+    if backend == "redis":
+        settings["redis_url"] = request.getfixturevalue("redis_server").url
+    upstream = FakeUpstream({QWEN: UpstreamScript(reply="Tolstoy.")})
+    async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER, ANSWER]), upstream, **settings) as gw:
+        served = {}
+        for key in (KEY_A, KEY_B):  # A's episode routes once, B's answers at once
+            completion = await gw.client.with_options(api_key=key).chat.completions.create(
+                model="router-r1", messages=QUESTION, extra_headers={"x-request-id": "same-id"}
+            )
+            served[key] = completion.model_extra["router"]
+        assert served[KEY_A]["steps"] != served[KEY_B]["steps"]
+        for key in (KEY_A, KEY_B):  # neither replaced nor reads the other's
+            trace = await gw.http.get("/v1/router/traces/same-id", headers=bearer(key))
+            assert trace.status_code == 200
+            assert trace.json() == served[key]
+        admin = await gw.http.get("/v1/router/traces/same-id", headers=bearer(ADMIN_KEY))
+        assert admin.json() == served[KEY_B]  # an admin reads the newest

@@ -1,4 +1,5 @@
-"""Both store implementations, for the contract tests; Redis is a real redis-server."""
+"""Every store implementation, for the contract tests: in memory, and real Redis as one
+``redis-server``, a 3-primary Redis Cluster, and a Sentinel-managed primary."""
 
 from __future__ import annotations
 
@@ -8,20 +9,51 @@ import pytest
 
 from server.store import MemoryStore, RedisStore, SharedStore
 from tests.servers.fixtures import redis_server
+from tests.servers.redis_cluster import RedisClusterServers
+from tests.servers.redis_sentinel import SentinelGroup
 from tests.servers.redis_server import RedisServer
+from tests.servers.redis_topologies import (
+    redis_cluster,
+    redis_cluster_replicated,
+    redis_sentinel,
+    redis_sentinel_failover,
+)
 
-__all__ = ["any_store", "redis_server"]
+__all__ = [
+    "any_store",
+    "redis_cluster",
+    "redis_cluster_replicated",
+    "redis_sentinel",
+    "redis_sentinel_failover",
+    "redis_server",
+]
+
+TRACE_MAX_ENTRIES = 100
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def any_store(
-    request: pytest.FixtureRequest, redis_server: RedisServer
-) -> AsyncIterator[SharedStore]:
+def _url(request: pytest.FixtureRequest) -> str:
+    """The URL of the Redis the test's parameter names, started (or emptied) for it."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
+    group: SentinelGroup = request.getfixturevalue("redis_sentinel")
+    group.flush()
+    return group.url
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
+async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[SharedStore]:
     store: SharedStore
     if request.param == "memory":
-        store = MemoryStore(cache_max_entries=100, trace_max_entries=100)
+        store = MemoryStore(cache_max_entries=100, trace_max_entries=TRACE_MAX_ENTRIES)
     else:
-        store = RedisStore(redis_server.url, timeout_s=1.0)
+        # generous: 50 calls at once open 50 connections (each asking a Sentinel where the
+        # primary is) on a busy 2-core machine; these tests are about semantics, not speed
+        store = RedisStore(_url(request), timeout_s=3.0, trace_max_entries=TRACE_MAX_ENTRIES)
     try:
         yield store
     finally:

@@ -1,4 +1,5 @@
-"""The SharedStore contract: the in-memory and the Redis store behave the same."""
+"""The SharedStore contract, part 1: cache and key limits; every store behaves the same
+(budget holds, model limits and traces: the other test_contract_* files)."""
 
 from __future__ import annotations
 
@@ -101,19 +102,3 @@ async def test_concurrent_spend_is_never_lost(any_store: SharedStore) -> None:
     usage = await any_store.usage("k1", MINUTE, PERIOD)
     assert usage.tokens == 300
     assert usage.spend_usd == pytest.approx(1.0)
-
-
-async def test_traces_round_trip_with_owner(any_store: SharedStore) -> None:
-    assert await any_store.get_trace("req-1") is None
-    await any_store.put_trace("req-1", "team-a", b'{"request_id": "req-1"}', ttl_s=60)
-    stored = await any_store.get_trace("req-1")
-    assert stored is not None
-    assert stored.owner == "team-a"
-    assert stored.trace == b'{"request_id": "req-1"}'
-
-
-async def test_traces_expire(any_store: SharedStore) -> None:
-    await any_store.put_trace("req-1", "team-a", b"{}", ttl_s=1)
-    assert await any_store.get_trace("req-1") is not None
-    await asyncio.sleep(1.3)
-    assert await any_store.get_trace("req-1") is None

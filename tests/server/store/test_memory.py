@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.store import MemoryStore
+from server.store import MemoryStore, TraceSummary
 
 
 async def test_cache_keeps_the_most_recently_used_entries() -> None:
@@ -19,7 +19,7 @@ async def test_cache_keeps_the_most_recently_used_entries() -> None:
 async def test_traces_are_bounded() -> None:
     store = MemoryStore(trace_max_entries=3)
     for i in range(5):
-        await store.put_trace(f"r{i}", "k", b"{}", 60)
-    assert await store.get_trace("r0") is None
-    assert await store.get_trace("r1") is None
-    assert await store.get_trace("r4") is not None
+        await store.put_trace(TraceSummary(request_id=f"r{i}", created=i, key_id="k"), b"{}", 60)
+    assert await store.get_trace("r0", "k") is None
+    assert await store.get_trace("r1", None) is None
+    assert await store.get_trace("r4", "k") is not None

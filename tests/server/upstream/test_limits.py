@@ -10,12 +10,14 @@ import httpx
 import pytest
 
 from router_model.registry import ModelLimits, ModelSpec, Registry
+from server.operations.model_limits import ModelRateLimits
+from server.store import MemoryStore
 from server.upstream import (
     UpstreamContextTooLongError,
     UpstreamPool,
     UpstreamRateLimitedError,
 )
-from server.upstream.limits import LocalModelLimits, LocalTicket, context_overflow
+from server.upstream.limits import context_overflow
 from tests.server.upstream.helpers import FAST, completion, json_response, make_registry
 
 QWEN = "Qwen2.5-7B-Instruct"
@@ -38,6 +40,12 @@ def limited(**limits: Any) -> tuple[Registry, ModelSpec]:
     return registry, model.model_copy(update={"limits": ModelLimits(**limits)})
 
 
+@dataclass(frozen=True)
+class Ticket:
+    allowed: bool
+    retry_after_s: int = 0
+
+
 @dataclass
 class Counting:
     """A limiter fake: records what it was asked; refuses when told to."""
@@ -46,11 +54,11 @@ class Counting:
     acquired: list[int] = field(default_factory=list)
     finished_with: list[int] = field(default_factory=list)
 
-    async def acquire(self, model: ModelSpec, tokens_estimate: int) -> LocalTicket:
+    async def acquire(self, model: ModelSpec, tokens_estimate: int) -> Ticket:
         self.acquired.append(tokens_estimate)
-        return LocalTicket(not self.refuse, 17 if self.refuse else 0, model.name, 1)
+        return Ticket(not self.refuse, 17 if self.refuse else 0)
 
-    async def finished(self, ticket: LocalTicket, tokens: int) -> None:
+    async def finished(self, ticket: Ticket, tokens: int) -> None:
         self.finished_with.append(tokens)
 
 
@@ -75,21 +83,21 @@ def ok(request: httpx.Request) -> httpx.Response:
 # ----------------------------------------------------------------------------- the limiter
 
 
-async def test_local_limits_count_requests_per_minute() -> None:
+async def test_the_gateways_limiter_counts_requests_per_minute() -> None:
     clock = Clock(6030.0)
-    limits = LocalModelLimits(clock)
+    limits = ModelRateLimits(MemoryStore(), clock=clock)
     _, model = limited(requests_per_minute=2)
     assert (await limits.acquire(model, 10)).allowed
     assert (await limits.acquire(model, 10)).allowed
     refused = await limits.acquire(model, 10)
     assert not refused.allowed
-    assert refused.retry_after_s == 30  # until the minute ends
+    assert 29 <= refused.retry_after_s <= 31  # until the minute ends
     clock.now = 6060.0  # the next minute
     assert (await limits.acquire(model, 10)).allowed
 
 
-async def test_local_limits_count_tokens_and_correct_the_estimate() -> None:
-    limits = LocalModelLimits(Clock())
+async def test_the_gateways_limiter_counts_tokens_and_corrects_the_estimate() -> None:
+    limits = ModelRateLimits(MemoryStore(), clock=Clock())
     _, model = limited(tokens_per_minute=100)
     big = await limits.acquire(model, 500)
     assert big.allowed  # a minute with no tokens yet takes any call: it could never run
@@ -99,11 +107,23 @@ async def test_local_limits_count_tokens_and_correct_the_estimate() -> None:
     assert not (await limits.acquire(model, 1)).allowed
 
 
-async def test_a_model_without_limits_is_not_counted() -> None:
-    limits = LocalModelLimits(Clock())
-    _, model = limited()
-    tickets = [await limits.acquire(model, 10**9) for _ in range(1000)]
-    assert all(t.allowed and t.minute is None for t in tickets)
+async def test_through_the_pool_a_shared_store_limits_every_replica() -> None:
+    store = MemoryStore()
+    registry, model = limited(requests_per_minute=2)
+    replicas = [
+        UpstreamPool(
+            lambda: registry,
+            FAST,
+            transport=httpx.MockTransport(ok),
+            limiter=ModelRateLimits(store, clock=Clock()),
+        )
+        for _ in range(2)
+    ]
+    statuses = []
+    for pool in (*replicas, *replicas):
+        statuses.append((await pool.route_call(model, "q", max_tokens=8)).status)
+        await pool.aclose()
+    assert statuses == ["ok", "ok", "rate_limited", "rate_limited"]
 
 
 def test_context_overflow() -> None:
