@@ -150,15 +150,19 @@ class RequestLifecycle:
     def _passthrough_trace(self, outcome: Outcome, message: str | None) -> RouterTrace:
         """One step per upstream call (the model's, then each fallback's that was tried)."""
         total_ms = self.elapsed_ms()
+        first = self._calls[0].model.name
         steps: list[RouteStep] = []
         models: list[str] = []
+        cost = upstream_ms = 0.0
+        prompt_tokens = completion_tokens = 0
+        priced: list[tuple[float, float]] = []
         for index, call in enumerate(self._calls):
             latency_ms = call.latency_ms or max(total_ms - call.started_ms, 0.0)
             steps.append(
                 RouteStep(
                     index=index,
                     action="passthrough",
-                    written_model=self._calls[0].model.name,
+                    written_model=first,
                     model=call.model.name,
                     upstream_status=call.status if call.status != "pending" else outcome,
                     upstream_error=call.error,
@@ -176,18 +180,18 @@ class RequestLifecycle:
             )
             if call.model.name not in models:
                 models.append(call.model.name)
-        cost = sum(step.cost_usd for step in steps)
-        upstream_ms = sum(step.upstream_latency_ms for step in steps)
+            cost += call.cost_usd
+            upstream_ms += latency_ms
+            prompt_tokens += call.prompt_tokens
+            completion_tokens += call.completion_tokens
+            priced.append((call.completion_tokens, call.model.pricing_of().output_per_1m))
         totals = RouterTotals(
             models=models,
             cost_usd=cost,
             upstream_cost_usd=cost,
-            raw_cost=raw_cost(
-                (call.completion_tokens, call.model.pricing_of().output_per_1m)
-                for call in self._calls
-            ),
-            upstream_prompt_tokens=sum(step.upstream_prompt_tokens for step in steps),
-            upstream_completion_tokens=sum(step.upstream_completion_tokens for step in steps),
+            raw_cost=raw_cost(priced),
+            upstream_prompt_tokens=prompt_tokens,
+            upstream_completion_tokens=completion_tokens,
             upstream_time_ms=upstream_ms,
             overhead_ms=max(total_ms - upstream_ms, 0.0),
             total_ms=total_ms,
@@ -195,7 +199,7 @@ class RequestLifecycle:
         return RouterTrace(
             request_id=self.request_id,
             mode="passthrough",
-            model=self._calls[0].model.name,
+            model=first,
             outcome=outcome,
             error=message,
             started_at=self._started_at,

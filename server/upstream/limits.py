@@ -83,6 +83,11 @@ class LimitGate:
     def __init__(self, limiter: ModelLimiter[Any] | None) -> None:
         self._limiter = limiter
 
+    @staticmethod
+    def applies(model: ModelSpec) -> bool:
+        """Whether the model has limits to check (no: the call skips the gate entirely)."""
+        return model.limits.context_tokens is not None or has_rate_limits(model)
+
     async def admit_route_call(
         self, model: ModelSpec, prompt: str, max_tokens: int
     ) -> tuple[CapacityTicket | None, int]:

@@ -37,7 +37,7 @@ from server.upstream.failures import (
     error_fields,
     parse_json_object,
 )
-from server.upstream.limits import LimitGate, ModelLimiter
+from server.upstream.limits import CapacityTicket, LimitGate, ModelLimiter
 from server.upstream.pipeline import Failed, Opened, Pipeline, Progress
 from server.upstream.result import UpstreamResult, forwarded_headers
 from server.upstream.sender import Sender, dumps
@@ -158,8 +158,11 @@ class UpstreamPool:
                 deployment=progress.deployment,
             )
 
+        ticket: CapacityTicket | None = None
+        estimate = 0
         try:
-            ticket, estimate = await self._limits.admit_route_call(model, prompt, max_tokens)
+            if self._limits.applies(model):
+                ticket, estimate = await self._limits.admit_route_call(model, prompt, max_tokens)
         except UpstreamError as refusal:
             status: UpstreamStatus = "rate_limited"
             if isinstance(refusal, UpstreamContextTooLongError):
@@ -241,7 +244,10 @@ class UpstreamPool:
         if body.get("stream"):
             raise ValueError("chat() forwards non-streamed requests; use chat_stream()")
         started = time.perf_counter()
-        ticket, estimate = await self._limits.admit_passthrough(model, body, prompt_tokens)
+        ticket: CapacityTicket | None = None
+        estimate = 0
+        if self._limits.applies(model):  # (most models: no awaited no-op on the hot path)
+            ticket, estimate = await self._limits.admit_passthrough(model, body, prompt_tokens)
         progress = Progress()
         limit = self.settings.passthrough_timeout_s
         try:
@@ -256,10 +262,12 @@ class UpstreamPool:
                 finally:
                     await opened.close()
         except Failed as exc:
-            await self._limits.finished(ticket, estimate if exc.failure.sent else 0)
+            if ticket is not None:
+                await self._limits.finished(ticket, estimate if exc.failure.sent else 0)
             raise exc.failure.to_error(exc.attempts) from None
         except TimeoutError:
-            await self._limits.finished(ticket, estimate)
+            if ticket is not None:
+                await self._limits.finished(ticket, estimate)
             raise UpstreamTimeoutError(
                 f"{model.name}: no reply within {limit:g} s", attempts=progress.attempts
             ) from None
@@ -267,7 +275,8 @@ class UpstreamPool:
         if isinstance(parsed, CallFailure):
             raise parsed.to_error(opened.attempts)
         usage = Usage.from_json(parsed.get("usage"))
-        await self._limits.finished(ticket, usage.total_tokens if usage else estimate)
+        if ticket is not None:
+            await self._limits.finished(ticket, usage.total_tokens if usage else estimate)
         return UpstreamResult(
             model=model.name,
             status_code=opened.response.status_code,
@@ -289,7 +298,10 @@ class UpstreamPool:
         :class:`UpstreamError` subclasses (after retries); ``settings.passthrough_timeout_s``
         bounds the wait for the response headers. The caller must close the returned stream."""
         started = time.perf_counter()
-        ticket, estimate = await self._limits.admit_passthrough(model, body, prompt_tokens)
+        ticket: CapacityTicket | None = None
+        estimate = 0
+        if self._limits.applies(model):  # (most models: no awaited no-op on the hot path)
+            ticket, estimate = await self._limits.admit_passthrough(model, body, prompt_tokens)
         options = body.get("stream_options")
         client_requested_usage = isinstance(options, dict) and options.get("include_usage") is True
         payload = {
@@ -308,7 +320,8 @@ class UpstreamPool:
             async with asyncio.timeout(limit) as deadline:
                 stream_deadline = deadline.when()
                 opened = await self._pipeline.open(model, encode, True, stream_deadline, progress)
-                await _refuse_json_answer(opened)
+                if "json" in opened.response.headers.get("content-type", ""):
+                    await _refuse_json_answer(opened)
         except BaseException as exc:
             if opened is not None:
                 await opened.close()
@@ -350,10 +363,9 @@ async def _refuse_json_answer(opened: Opened) -> None:
     """An upstream that answered a stream request with JSON (it ignored ``stream``, or it is
     an error body): a bad response."""
     media_type = opened.response.headers.get("content-type", "")
-    if "json" in media_type:
-        raw = await opened.response.aread()
-        message, _ = error_fields(parse_json_object(raw))
-        failure = CallFailure(
-            "bad_response", message or f"the upstream answered a stream request with {media_type}"
-        )
-        raise Failed(failure, opened.attempts, opened.deployment.name)
+    raw = await opened.response.aread()
+    message, _ = error_fields(parse_json_object(raw))
+    failure = CallFailure(
+        "bad_response", message or f"the upstream answered a stream request with {media_type}"
+    )
+    raise Failed(failure, opened.attempts, opened.deployment.name)
