@@ -1,19 +1,23 @@
 """A fast fake policy engine speaking vLLM's HTTP API, for benchmarks (aiohttp, no validation).
 
-Run: ``python bench/fake_engine.py PORT``. Serves ``GET /health``, ``POST /tokenize`` (chat
-``messages`` or a ``prompt``), ``POST /detokenize`` and ``POST /v1/completions`` (token-id
-prompts; non-stream, or SSE with ``stream_options.include_usage``).
+Run: ``python bench/fake_engine.py PORT [TURN_DELAY_MS]``. Serves ``GET /health``,
+``POST /tokenize`` (chat ``messages`` or a ``prompt``), ``POST /detokenize`` and
+``POST /v1/completions`` (token-id prompts; non-stream, or SSE with
+``stream_options.include_usage``).
 
 The tokenizer is a toy: one id per whitespace-separated word, from a vocabulary that grows as
 words are seen (so ``/detokenize`` returns the words joined by single spaces).
 
 Every episode is the same scripted two-route episode, chosen from the marker words already in
 the prompt: turn 1 routes to :data:`FIRST_MODEL`, turn 2 to :data:`SECOND_MODEL`, turn 3
-answers. Each turn is streamed as a few text chunks.
+answers. Each turn is streamed as a few text chunks. With ``TURN_DELAY_MS`` each completion
+takes that long, as a real engine generates (half before the first chunk, the rest spread
+between the chunks): the soak benchmark's slow engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import orjson
@@ -71,7 +75,7 @@ def _completion_head() -> dict[str, object]:
     return {"id": "cmpl-bench", "object": "text_completion", "created": 1_700_000_000}
 
 
-def make_app() -> web.Application:
+def make_app(turn_delay_s: float = 0.0) -> web.Application:
     vocabulary = ToyVocabulary()
     scripted = [
         (text, len(vocabulary.encode(text)), _split(text, _CHUNKS_PER_TURN)) for text in _TURNS
@@ -107,6 +111,8 @@ def make_app() -> web.Application:
         }
         head = _completion_head()
         head["model"] = body.get("model", "policy")
+        if turn_delay_s:
+            await asyncio.sleep(turn_delay_s / 2)
         if not body.get("stream"):
             choice = {"index": 0, "text": text, "finish_reason": "stop", "stop_reason": None}
             payload = {**head, "choices": [choice], "usage": usage}
@@ -123,7 +129,13 @@ def make_app() -> web.Application:
             final = {**head, "choices": [], "usage": usage}
             events.append(b"data: " + orjson.dumps(final) + b"\n\n")
         events.append(b"data: [DONE]\n\n")
-        await response.write(b"".join(events))
+        if turn_delay_s:  # paced: the rest of the turn's time between its chunks
+            pause = turn_delay_s / 2 / len(events)
+            for event in events:
+                await asyncio.sleep(pause)
+                await response.write(event)
+        else:
+            await response.write(b"".join(events))
         await response.write_eof()
         return response
 
@@ -136,4 +148,12 @@ def make_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    delay_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    web.run_app(
+        make_app(delay_ms / 1000),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        print=None,
+        access_log=None,
+        backlog=4096,  # a thousand connections opened at once (aiohttp's default is 128)
+    )

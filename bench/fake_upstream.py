@@ -1,9 +1,10 @@
 """A fast OpenAI-compatible stub upstream for benchmarks (aiohttp, no validation).
 
-Run: ``python bench/fake_upstream.py PORT [CHUNK_DELAY_MS]``. Non-stream requests get a fixed
-completion with usage; ``stream: true`` gets three content chunks, a usage chunk (when asked) and
-``[DONE]``. With ``CHUNK_DELAY_MS``, each stream chunk is sent after that pause (a paced stream,
-as a real model writes it); without, all at once.
+Run: ``python bench/fake_upstream.py PORT [CHUNK_DELAY_MS [REPLY_DELAY_MS]]``. Non-stream
+requests get a fixed completion with usage; ``stream: true`` gets three content chunks, a usage
+chunk (when asked) and ``[DONE]``. With ``CHUNK_DELAY_MS``, each stream chunk is sent after that
+pause (a paced stream, as a real model writes it); without, all at once. With
+``REPLY_DELAY_MS``, a non-stream reply takes that long (a slow model: the soak benchmark).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 from aiohttp import web
 
 CHUNK_DELAY_S = web.AppKey("chunk_delay_s", float)
+REPLY_DELAY_S = web.AppKey("reply_delay_s", float)
 
 _REPLY = orjson.dumps(
     {
@@ -69,6 +71,8 @@ _USAGE = (
 async def chat(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     if not body.get("stream"):
+        if request.app[REPLY_DELAY_S]:
+            await asyncio.sleep(request.app[REPLY_DELAY_S])
         return web.Response(body=_REPLY, content_type="application/json")
     delay_s = request.app[CHUNK_DELAY_S]
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
@@ -84,19 +88,22 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def make_app(chunk_delay_s: float = 0.0) -> web.Application:
+def make_app(chunk_delay_s: float = 0.0, reply_delay_s: float = 0.0) -> web.Application:
     app = web.Application()
     app[CHUNK_DELAY_S] = chunk_delay_s
+    app[REPLY_DELAY_S] = reply_delay_s
     app.router.add_post("/v1/chat/completions", chat)
     return app
 
 
 if __name__ == "__main__":
     delay_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    reply_delay_ms = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     web.run_app(
-        make_app(delay_ms / 1000),
+        make_app(delay_ms / 1000, reply_delay_ms / 1000),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         print=None,
         access_log=None,
+        backlog=4096,  # a thousand connections opened at once (aiohttp's default is 128)
     )

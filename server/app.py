@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from router_model.episode.route import RouteCaller
 from router_model.registry import Registry
+from router_model.registry.checks import load_servable
 from server.api.chat_completions.router import ChatCompletionsFastPath
 from server.api.chat_completions.router import router as chat_router
 from server.api.health.router import router as health_router
@@ -105,7 +106,7 @@ async def _build_state(
     upstream_transport: httpx.AsyncBaseTransport | None,
 ) -> AppState:
     """Every long-lived object, each closed by ``stack`` in reverse order of creation."""
-    holder = RegistryHolder(registry or Registry.from_file(settings.registry))
+    holder = RegistryHolder(registry or load_servable(settings.registry))
     metrics = Metrics()
     stack.callback(worker_exited, os.getpid())
     store = build_store(

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from router_model.registry import Registry, RegistryError
+from router_model.registry import RegistryError
+from router_model.registry.checks import load_servable
 
 
 def serve(
@@ -38,7 +39,7 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        Registry.from_file(settings.registry)  # fail fast, with the one-line message
+        load_servable(settings.registry)  # fail fast, with the one-line message
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -1,9 +1,11 @@
-"""Registry hot reload: poll ``model_registry.yaml`` and swap in every valid edit.
+"""Registry hot reload: poll ``model_registry.yaml`` and swap in every valid, stable edit.
 
-A valid edit is fully validated first (schema, then every profile's policy prompt and name
-resolver) and swapped in with :meth:`RegistryHolder.swap`: requests started earlier finish on
-the registry they began with (runners are keyed by registry identity). An invalid one keeps the
-last good registry (see :mod:`server.file_watch`).
+An edit is applied once its content is stable across two polls (:mod:`server.file_watch`)
+and it is servable (:mod:`router_model.registry.checks`: the schema, every profile's policy
+prompt and name resolver, and at least one profile and one model unless the file says
+``allow_empty: true``). It is swapped in with :meth:`RegistryHolder.swap`: requests started
+earlier finish on the registry they began with (runners are keyed by registry identity). Any
+other edit keeps the last good registry and is reported.
 """
 
 from __future__ import annotations
@@ -11,25 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from router_model.registry import Registry, RegistryError, parse_registry
+from router_model.registry import Registry, RegistryError
+from router_model.registry.checks import load_servable
 from server.file_watch import FileWatcher, InvalidEdit
 from server.metrics.metrics import Metrics
-
-
-def load_registry(path: Path, data: bytes, environ: Mapping[str, str] | None = None) -> Registry:
-    """Parse and fully validate registry file content (raises :class:`RegistryError`)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RegistryError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    registry = Registry(parse_registry(text, str(path), environ), str(path))
-    for profile in registry.profiles:
-        try:
-            registry.policy_template(profile)
-            registry.resolver(profile)
-        except ValueError as exc:
-            raise RegistryError(f"{path}: profile {profile.name!r}: {exc}") from None
-    return registry
 
 
 class RegistryWatcher(FileWatcher[Registry]):
@@ -57,7 +44,7 @@ class RegistryWatcher(FileWatcher[Registry]):
 
     def load(self, data: bytes) -> Registry:
         try:
-            return load_registry(self.path, data, self._environ)
+            return load_servable(self.path, data, self._environ)
         except RegistryError as exc:
             raise InvalidEdit(str(exc)) from None
 

@@ -14,7 +14,11 @@ covered without a list per model family: a candidate substring (``<|...|>``, Dee
 ``<｜...｜>``, ``<...>``, ``[...]`` in capitals) is special when the engine tokenizes it, on
 its own, to exactly one id (an added token: ``<|im_end|>`` is one id, plain ``<b>`` is
 several). Each distinct candidate is asked once per engine and remembered; text without a
-candidate costs one regular-expression scan.
+candidate costs one regular-expression scan. Both are bounded: at most
+``_MAX_ASKED_PER_TEXT`` new candidates of one text are asked (a hostile reply or question
+full of invented tags cannot make one request send thousands of tokenize calls; the
+candidates beyond are neutralised without asking, as if special), and at most
+``_MAX_REMEMBERED`` answers are kept.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ _CANDIDATE = re.compile(
 )
 _LOOKALIKES = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\uff3b", "]": "\uff3d"})
 _MAX_REMEMBERED = 4096
+_MAX_ASKED_PER_TEXT = 32
 
 
 def neutralized(token: str) -> str:
@@ -49,10 +54,10 @@ class SpecialTokenGuard:
 
     async def neutralize(self, text: str) -> str:
         """``text`` with every special-token string neutralised (unchanged if it has none)."""
-        candidates = {match.group(0) for match in _CANDIDATE.finditer(text)}
+        candidates = list(dict.fromkeys(m.group(0) for m in _CANDIDATE.finditer(text)))
         if not candidates:
             return text
-        unknown = [c for c in candidates if c not in self._special]
+        unknown = [c for c in candidates if c not in self._special][:_MAX_ASKED_PER_TEXT]
         if unknown:
             ids = await asyncio.gather(*(self._tokenize(c) for c in unknown))
             if len(self._special) + len(unknown) > _MAX_REMEMBERED:

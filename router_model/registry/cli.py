@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from router_model.registry.checks import load_servable
 from router_model.registry.loader import RegistryError
 from router_model.registry.pricing import Pricing
-from router_model.registry.registry import Registry
 
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the model registry.")
 
@@ -30,10 +30,12 @@ def registry_check(
         ),
     ] = None,
 ) -> None:
-    """Validate a registry file and list the profiles and models it defines."""
+    """Validate a registry file and list the profiles and models it defines; exit 1 with a
+    one-line reason if the gateway would refuse it (invalid, or no profile or no model
+    without ``allow_empty: true``)."""
     source = path or default_registry_path()
     try:
-        registry = Registry.from_file(source)
+        registry = load_servable(source)
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

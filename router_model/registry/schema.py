@@ -222,6 +222,12 @@ class RegistryFile(_Strict):
     """The whole file, with the cross-reference checks."""
 
     version: Literal[1] = 1
+    allow_empty: bool = Field(
+        default=False,
+        description="Serve this file even though it defines no router profile or no model "
+        "(a passthrough-only gateway, or one emptied on purpose). Without it such a file is "
+        "refused as truncated or half-written (router_model.registry.checks).",
+    )
     endpoints: dict[str, Endpoint] = {}
     models: tuple[ModelSpec, ...] = ()
     profiles: tuple[RouterProfile, ...] = ()

@@ -188,6 +188,12 @@ class VLLMEngine:
                     raise _status_error(
                         response.status_code, await response.aread(), "completion stream"
                     )
+                media_type = response.headers.get("content-type", "text/event-stream")
+                if "text/event-stream" not in media_type:  # a proxy's error page, say
+                    raise EngineError(
+                        f"policy engine completion stream: malformed reply ({media_type}, "
+                        "not an event stream)"
+                    )
                 async with aclosing(_parse_stream(response, len(prompt_ids))) as chunks:
                     async for chunk in chunks:
                         yield chunk

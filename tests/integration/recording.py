@@ -1,16 +1,26 @@
 """An httpx transport that forwards to the real network and records every exchange.
 
 The gateway's engine and upstream clients are given one of these in the integration tests,
-so a test sees exactly the bodies the engine received (token ids) and what came back."""
+so a test sees exactly the bodies the engine received (token ids) and what came back.
+
+Each exchange is tagged with the episode it belongs to: the value :data:`EPISODE` holds in
+the task that sent it. The gateway runs in-process (ASGI), in the task of the client call,
+so a test that sets :data:`EPISODE` before each request can tell concurrent episodes'
+exchanges apart, which their bodies alone cannot (two episodes may send the same
+sub-query to the same model)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+EPISODE: ContextVar[str | None] = ContextVar("recorded_episode", default=None)
+"""The episode an exchange sent from the current task belongs to (None: untagged)."""
 
 
 @dataclass
@@ -20,6 +30,7 @@ class Exchange:
     request: Any
     status: int = 0
     body: bytearray = field(default_factory=bytearray)
+    episode: str | None = field(default_factory=EPISODE.get)
 
     @property
     def path(self) -> str:

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from local_stack.stack import LOCAL_PROFILE
-from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from router_model.protocol.turn import ActionKind, cut_turn, parse_action
 from router_model.registry import Registry
 from tests.integration.conftest import LlamaStack, live_gateway, policy_engine, with_limits
-from tests.integration.recording import Exchange, RecordingTransport
+from tests.integration.fidelity import (
+    FidelityReport,
+    LayoutLimits,
+    check_training_layout,
+    episodes_from_recording,
+    upstream_model_resolver,
+)
+from tests.integration.recording import EPISODE, RecordingTransport
 
 # the module's batch of episodes is played in the first test's setup
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -52,8 +57,7 @@ class Batch:
     seconds: list[float]
     engine_calls: RecordingTransport
     upstream_calls: RecordingTransport
-    chat_ids: dict[str, list[int]]
-    tokenize: Callable[[str], list[int]]
+    layout: FidelityReport
 
     @property
     def routers(self) -> list[dict[str, Any]]:
@@ -69,6 +73,7 @@ async def _play(stack: LlamaStack) -> Batch:
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def episode(index: int, question: str) -> tuple[Any, float]:
+            EPISODE.set(str(index))  # this task's exchanges belong to episode ``index``
             async with slots:
                 start = time.perf_counter()
                 completion = await gw.client.chat.completions.create(
@@ -81,31 +86,26 @@ async def _play(stack: LlamaStack) -> Batch:
         played = await asyncio.gather(*(episode(i, q) for i, q in enumerate(QUESTIONS)))
     async with policy_engine(stack) as engine:
         chat_ids = {
-            q: await engine.chat_prompt_ids(fill_policy_prompt(template, q)) for q in QUESTIONS
+            str(i): await engine.chat_prompt_ids(fill_policy_prompt(template, q))
+            for i, q in enumerate(QUESTIONS)
         }
-        pieces: dict[str, list[int]] = {}
-        for exchange in gw.engine_calls.to("/v1/completions"):
-            text = cut_turn(exchange.completion_text())
-            pieces[text] = await engine.tokenize(text)
-        for exchange in gw.upstream_calls.to("/v1/chat/completions"):
-            observation = format_observation(_reply_text(exchange))
-            pieces[observation] = await engine.tokenize(observation)
+        episodes = episodes_from_recording(
+            gw.engine_calls.exchanges, gw.upstream_calls.exchanges, chat_ids
+        )
+        layout = await check_training_layout(
+            episodes,
+            engine.tokenize,
+            upstream_model_resolver(registry, profile),
+            LayoutLimits.of(profile.limits),
+        )
     return Batch(
         registry,
         [c for c, _ in played],
         [s for _, s in played],
         gw.engine_calls,
         gw.upstream_calls,
-        chat_ids,
-        pieces.__getitem__,
+        layout,
     )
-
-
-def _reply_text(exchange: Exchange) -> str | None:
-    if exchange.status != 200:
-        return None
-    content = exchange.json()["choices"][0]["message"]["content"]
-    return str(content) if content is not None else None
 
 
 @pytest.fixture(scope="module")
@@ -207,27 +207,13 @@ def test_token_counts_and_costs_add_up(batch: Batch) -> None:
 
 def test_engine_saw_the_training_layout_token_by_token(batch: Batch) -> None:
     """Turn k's prompt ids = chat-template ids + the ids of every earlier (cut) turn and its
-    observation, each tokenized on its own (by an independent tokenize call here)."""
-    replies = {
-        c.request["messages"][0]["content"]: _reply_text(c)
-        for c in batch.upstream_calls.to("/v1/chat/completions")
-    }
-    turns = batch.engine_calls.to("/v1/completions")
-    checked_multi_turn = 0
-    for question, chat_ids in batch.chat_ids.items():
-        episode = [t for t in turns if t.request["prompt"][: len(chat_ids)] == chat_ids]
-        assert episode, question
-        expected = list(chat_ids)
-        for index, turn in enumerate(episode):
-            assert turn.request["prompt"] == expected, (question, index)
-            text = cut_turn(turn.completion_text())
-            expected += batch.tokenize(text)
-            action = parse_action(text)
-            if action.kind is ActionKind.SEARCH and index < LIMITS["max_routes"]:
-                reply = replies[render_upstream_prompt(action.query_remainder)]
-                expected += batch.tokenize(format_observation(reply))
-        checked_multi_turn += len(episode) > 1
-    assert checked_multi_turn > 0, "no episode had more than one turn"
+    observation, each tokenized on its own (by an independent tokenize call here); each
+    observation is the reply of its own upstream call (:mod:`tests.integration.fidelity`)."""
+    layout = batch.layout
+    assert layout.ok, layout.details()
+    assert layout.episodes == len(QUESTIONS)
+    assert layout.turns == len(batch.engine_calls.to("/v1/completions"))
+    assert layout.multi_turn_episodes > 0, "no episode had more than one turn"
 
 
 async def test_streaming_episode(llama_stack: LlamaStack) -> None:

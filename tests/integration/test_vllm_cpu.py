@@ -51,6 +51,7 @@ from server.settings import Settings
 from server.state import profile_grammar
 from tests.deploy.dashboards import dashboard_files, expressions, is_vllm, load, substitute
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.integration.guarded_context import check_guarded_context
 from tests.integration.recording import Exchange, RecordingTransport
 from tests.servers.in_process import sdk_client
 from tests.servers.prometheus_server import PrometheusServer, finite_values
@@ -461,3 +462,12 @@ async def test_the_dashboards_vllm_panels_return_data(vllm_cpu: VLLMCPU, tmp_pat
         assert empty == []
     finally:
         await asyncio.to_thread(prometheus.stop)
+
+
+# --- special-token neutralisation with vLLM's real tokenizer --------------------------------
+
+
+async def test_injected_control_tokens_never_reach_the_context(vllm_cpu: VLLMCPU) -> None:
+    registry = vllm_registry(vllm_cpu)
+    async with engine_on(vllm_cpu) as engine:
+        await check_guarded_context(engine, registry, local_profile(registry))

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from server.file_watch import FileWatcher, InvalidEdit
+from tests.server.file_edits import settled
 
 
 class NumberWatcher(FileWatcher[int]):
@@ -48,9 +49,9 @@ async def test_a_vanished_file_changes_nothing_until_it_is_back(tmp_path: Path) 
     write(path, "1")
     watcher = NumberWatcher(path)
     path.unlink()
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     write(path, "2")
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert watcher.applied == [2]
     status = watcher.status()
     assert status["reloads"] == 1
@@ -63,9 +64,9 @@ async def test_the_same_bad_content_is_reported_once(tmp_path: Path) -> None:
     write(path, "1")
     watcher = NumberWatcher(path)
     write(path, "x")
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     write(path, "x")  # touched again, same content
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert watcher.metrics.get_sample_value("reloads_total", {"result": "failed"}) == 1
     assert watcher.metrics.get_sample_value("failing") == 1
 

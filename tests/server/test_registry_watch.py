@@ -23,6 +23,7 @@ from server.settings import Settings
 from tests.fakes.registry import REGISTRY_FILE
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM, ScriptedTurn
+from tests.server.file_edits import settled
 
 QUESTION = [{"role": "user", "content": "Who wrote the novel War and Peace?"}]
 ANSWER = "<think>Done.</think>\n<answer> Leo Tolstoy </answer>"
@@ -63,16 +64,16 @@ async def test_valid_invalid_and_fixed_edits(tmp_path: Path) -> None:
     applied: list[Registry] = []
     metrics = Metrics()
     watcher = RegistryWatcher(path, applied.append, metrics, interval_s=60)
-    assert await watcher.check() is False  # nothing changed
+    assert await settled(watcher) is False  # nothing changed
 
     data["models"][0]["pricing"]["output_per_1m"] = 9.0
     write(path, data)
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert applied[-1].models[0].pricing.output_per_1m == 9.0
     assert metric(metrics, "router_r1_registry_reloads_total", result="ok") == 1
 
     write(path, "models: [unclosed\n")
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert watcher.last_error is not None
     assert str(path) in watcher.last_error
     assert "invalid YAML" in watcher.last_error
@@ -83,13 +84,18 @@ async def test_valid_invalid_and_fixed_edits(tmp_path: Path) -> None:
     broken = registry_data()
     broken["profiles"][0]["pool"].append("No-Such-Model")
     write(path, broken)
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert "No-Such-Model" in (watcher.last_error or "")
 
-    write(path, data)  # back to a valid file
-    assert await watcher.check() is True
+    write(path, data)  # back to the file in service: nothing to reload, nothing failing
+    assert await settled(watcher) is False
     assert watcher.last_error is None
     assert metric(metrics, "router_r1_registry_reload_failing") == 0
+
+    data["models"][0]["pricing"]["output_per_1m"] = 8.0  # a valid edit again
+    write(path, data)
+    assert await settled(watcher) is True
+    assert applied[-1].models[0].pricing.output_per_1m == 8.0
     assert watcher.reloads == 2
 
 
@@ -99,7 +105,7 @@ async def test_touching_without_changing_content_does_not_reload(tmp_path: Path)
     applied: list[Registry] = []
     watcher = RegistryWatcher(path, applied.append, Metrics(), interval_s=60)
     write(path, path.read_text())
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert applied == []
 
 

@@ -21,6 +21,7 @@ from router_model.usage import Usage
 from router_r1.cli import app as cli
 
 HEAD = """
+allow_empty: true
 endpoints:
   a: {base_url: "http://127.0.0.1:9/v1"}
   b: {base_url: "http://127.0.0.1:10/v1"}

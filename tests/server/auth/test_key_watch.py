@@ -13,6 +13,7 @@ from server.auth.key_watch import KeyFileWatcher
 from server.metrics import Metrics
 from server.store.factory import build_store
 from server.store.settings import RedisSettings
+from tests.server.file_edits import settled
 
 
 def entry(key_id: str, key: str, **limits: Any) -> dict[str, Any]:
@@ -42,15 +43,15 @@ async def test_added_revoked_and_relimited_keys_apply(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     write(path, [entry("a", "rr1-a")])
     access, watcher, _ = watched(path)
-    assert await watcher.check() is False  # nothing changed yet
+    assert await settled(watcher) is False  # nothing changed yet
     write(path, [entry("a", "rr1-a", requests_per_minute=5), entry("b", "rr1-b")])
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     a = access.keys.lookup("rr1-a")
     assert a is not None
     assert a.requests_per_minute == 5
     assert access.keys.lookup("rr1-b") is not None
     write(path, [entry("b", "rr1-b")])
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert access.keys.lookup("rr1-a") is None  # revoked
     assert watcher.reloads == 2
 
@@ -60,14 +61,14 @@ async def test_a_bad_edit_keeps_the_last_good_keys(tmp_path: Path) -> None:
     write(path, [entry("a", "rr1-a")])
     access, watcher, metrics = watched(path)
     write(path, '{"keys": [{"id": "a", "sha256": "nothex"}]}')
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert access.keys.lookup("rr1-a") is not None
     assert watcher.last_error is not None
     assert str(path) in watcher.last_error
     assert "keys[0].sha256" in watcher.last_error
     assert failing(metrics) == 1
     write(path, [entry("a", "rr1-a"), entry("c", "rr1-c")])
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert watcher.last_error is None
     assert failing(metrics) == 0
 
@@ -77,7 +78,7 @@ async def test_emptying_the_file_does_not_open_the_gateway(tmp_path: Path) -> No
     write(path, [entry("a", "rr1-a")])
     access, watcher, _ = watched(path)
     write(path, [])
-    assert await watcher.check() is False
+    assert await settled(watcher) is False
     assert not access.open_mode
     assert access.keys.lookup("rr1-a") is not None
     assert "open the gateway to anyone" in (watcher.last_error or "")
@@ -89,11 +90,11 @@ async def test_an_open_gateway_gets_keys_and_keeps_its_inline_ones(tmp_path: Pat
     access, watcher, _ = watched(path)
     assert access.open_mode
     write(path, [entry("a", "rr1-a")])
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert not access.open_mode
     inline = json.dumps([entry("ops", "rr1-ops", admin=True)])
     access, watcher, _ = watched(path, inline)
     write(path, [entry("b", "rr1-b")])
-    assert await watcher.check() is True
+    assert await settled(watcher) is True
     assert access.keys.lookup("rr1-ops") is not None  # ROUTER_R1_API_KEYS stays
     assert access.keys.lookup("rr1-b") is not None
