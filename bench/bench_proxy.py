@@ -90,6 +90,7 @@ models:
     description: "A stub upstream that paces its stream chunks."
     endpoint: paced
     upstream_model: stub-paced
+    pricing: {{free: true}}
 profiles:
   - name: {profile}
     policy: {{endpoint: policy, model: {policy_model}, engine: vllm}}

@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from router_model.episode.route import RouteCaller
 from router_model.registry import Registry
 from router_model.registry.checks import load_servable
 from server.api.chat_completions.router import ChatCompletionsFastPath
@@ -35,6 +36,7 @@ from server.errors import install_error_handlers
 from server.lifecycle.recorder import OutcomeRecorder
 from server.metrics.exposition import worker_exited
 from server.metrics.metrics import Metrics
+from server.operations.model_limits import ModelRateLimits
 from server.operations.traces import TraceArchive
 from server.registry_watch import RegistryWatcher
 from server.request_id import RequestIdMiddleware
@@ -43,7 +45,9 @@ from server.state import AppState, RegistryHolder, RunnerCache
 from server.store.base import SharedStore
 from server.store.factory import build_store
 from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transport
+from server.upstream.breaker import STATE_VALUES
 from server.upstream.cache import CachingRouteCaller
+from server.upstream.coalesce import CoalescingRouteCaller
 from server.version import gateway_version
 
 logger = logging.getLogger("router_r1")
@@ -123,11 +127,21 @@ async def _build_state(
     stack.push_async_callback(background.drain, _DRAIN_TIMEOUT_S)  # before the store closes
     recorder = OutcomeRecorder(metrics, access, traces, background, access_log=settings.log.access)
     upstream = await stack.enter_async_context(
-        UpstreamPool(holder.get, settings.upstream, transport=upstream_transport)
+        UpstreamPool(
+            holder.get,
+            settings.upstream,
+            transport=upstream_transport,
+            # per model, across replicas through the store (one process on the memory store)
+            limiter=ModelRateLimits(store, fail_open=settings.limits.fail_open),
+            on_breaker_change=lambda model, deployment, state: metrics.breaker_changed(
+                model, deployment, STATE_VALUES[state]
+            ),
+        )
     )
+    routed: RouteCaller = CoalescingRouteCaller(upstream) if settings.cache.coalesce else upstream
     route_cache = (
         CachingRouteCaller(
-            upstream,
+            routed,
             store,
             metrics,
             ttl_s=settings.cache.ttl_s,
@@ -146,7 +160,7 @@ async def _build_state(
         )
         engine_health.start()
         stack.push_async_callback(engine_health.aclose)
-    runners = RunnerCache(engines, upstream, route_cache)
+    runners = RunnerCache(engines, routed, route_cache)
     registry_watcher = None
     if registry is None and settings.registry_reload_interval_s > 0:
         registry_watcher = RegistryWatcher(

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from router_model.episode.engine import EngineError, EngineUnavailable
-from server.upstream.errors import UpstreamError, UpstreamTimeoutError
+from server.upstream.errors import UpstreamError
 
 logger = logging.getLogger("router_r1.errors")
 
@@ -137,7 +137,7 @@ def _upstream(exc: UpstreamError) -> APIError:
         param=param if isinstance(param, str) else None,
         code=code if isinstance(code, str) else "upstream_error",
         headers=headers,
-        kind="timeout" if isinstance(exc, UpstreamTimeoutError) else "upstream",
+        kind=exc.metric_kind,
     )
 
 

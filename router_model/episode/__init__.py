@@ -18,10 +18,11 @@ from router_model.episode.events import (
     split_turn,
 )
 from router_model.episode.loop import EpisodeRun, EpisodeRunner
-from router_model.episode.result import EpisodeResult, EpisodeUsage
+from router_model.episode.result import EpisodeResult
 from router_model.episode.settings import EpisodeSettings, PolicyOverrides, resolve_settings
 from router_model.episode.special_tokens import SpecialTokenGuard
 from router_model.episode.trace import Outcome, RouterTotals, RouterTrace, RouteStep, StepAction
+from router_model.usage import Usage
 
 __all__ = [
     "AnswerDelta",
@@ -33,7 +34,6 @@ __all__ = [
     "EpisodeRun",
     "EpisodeRunner",
     "EpisodeSettings",
-    "EpisodeUsage",
     "Outcome",
     "PolicyContext",
     "PolicyOverrides",
@@ -45,6 +45,7 @@ __all__ = [
     "RouterTrace",
     "SpecialTokenGuard",
     "StepAction",
+    "Usage",
     "resolve_settings",
     "split_turn",
 ]

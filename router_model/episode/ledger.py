@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from router_model.episode.trace import RouterTotals
 from router_model.registry import Pricing
+from router_model.rewards.cost import raw_cost
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Ledger:
         self.upstream_prompt_tokens += prompt_tokens
         self.upstream_completion_tokens += completion_tokens
         self.upstream_cost_usd += cost_usd
-        self.raw_cost += completion_tokens * usd_per_1m_output
+        self.raw_cost += raw_cost([(completion_tokens, usd_per_1m_output)])
 
     @property
     def cost_usd(self) -> float:

@@ -74,7 +74,7 @@ from router_model.episode.events import (
     TextDelta,
 )
 from router_model.episode.ledger import Ledger
-from router_model.episode.result import EpisodeResult, EpisodeUsage
+from router_model.episode.result import EpisodeResult
 from router_model.episode.route import RouteCaller
 from router_model.episode.settings import EpisodeSettings, PolicyOverrides, resolve_settings
 from router_model.episode.special_tokens import SpecialTokenGuard
@@ -92,6 +92,7 @@ from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from router_model.protocol.turn import ActionKind, cut_turn, parse_action
 from router_model.registry import ModelSpec, Registry, RouterProfile
+from router_model.usage import Usage
 
 T = TypeVar("T")
 
@@ -401,7 +402,7 @@ class EpisodeRun:
             reply.prompt_tokens,
             reply.completion_tokens,
             reply.cost_usd,
-            spec.pricing.output_per_1m,
+            spec.pricing_of().output_per_1m,
             attempts=reply.attempts,
         )
         return reply.text if reply.succeeded else None
@@ -416,7 +417,7 @@ class EpisodeRun:
         if turn.upstream_started_ms is not None and turn.reply is None:
             spec = self.r.registry.model(turn.model) if turn.model is not None else None
             if spec is not None:
-                turn.upstream_cost_usd = spec.pricing.cost_usd(turn.upstream_prompt_tokens, 0)
+                turn.upstream_cost_usd = spec.pricing_of().cost_usd(turn.upstream_prompt_tokens, 0)
                 self.ledger.add_upstream(
                     turn.upstream_prompt_tokens, 0, turn.upstream_cost_usd, 0.0
                 )
@@ -447,7 +448,7 @@ class EpisodeRun:
             totals=self.ledger.totals(total_s),
         )
         ledger = self.ledger
-        usage = EpisodeUsage(
+        usage = Usage(
             prompt_tokens=ledger.policy_prompt_tokens + ledger.upstream_prompt_tokens,
             completion_tokens=ledger.policy_completion_tokens + ledger.upstream_completion_tokens,
         )

@@ -7,18 +7,7 @@ from dataclasses import dataclass
 from router_model.episode.context import PolicyContext
 from router_model.episode.engine import FinishReason
 from router_model.episode.trace import Outcome, RouterTrace
-
-
-@dataclass(frozen=True)
-class EpisodeUsage:
-    """Tokens of every call the episode made: policy turns plus upstream routes."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+from router_model.usage import Usage
 
 
 @dataclass(frozen=True)
@@ -35,7 +24,8 @@ class EpisodeResult:
     finish_reason: FinishReason
     trace: RouterTrace
     context: PolicyContext
-    usage: EpisodeUsage
+    usage: Usage
+    """Tokens of every call the episode made: policy turns plus upstream routes."""
 
     @property
     def outcome(self) -> Outcome:

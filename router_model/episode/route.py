@@ -7,7 +7,20 @@ from typing import Literal, Protocol
 
 from router_model.registry import ModelSpec
 
-UpstreamStatus = Literal["ok", "cached", "timeout", "http_error", "connect_error", "bad_response"]
+UpstreamStatus = Literal[
+    "ok",
+    "cached",
+    "timeout",
+    "http_error",
+    "connect_error",
+    "bad_response",
+    "rate_limited",
+    "context_too_long",
+    "unavailable",
+]
+"""``rate_limited``: the model's per-minute limits refused the call; ``context_too_long``: the
+prompt plus ``max_tokens`` does not fit its ``context_tokens`` (neither was sent);
+``unavailable``: every deployment's circuit breaker is open (not sent either)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,8 @@ class UpstreamReply:
     http_status: int | None = None  # the upstream's HTTP status, when one was received
     usage_missing: bool = False  # the upstream reported no usage: tokens (and cost) are 0
     finish_reason: str | None = None
+    deployment: str | None = None  # the model's deployment that served the (last) attempt
+    shared: bool = False  # another caller's identical call in flight was shared: cost 0
 
     @property
     def succeeded(self) -> bool:

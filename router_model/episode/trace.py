@@ -67,7 +67,12 @@ class RouteStep(_Frozen):
     upstream_status: str | None = None
     upstream_error: str | None = None
     upstream_attempts: int = 0
+    deployment: str | None = None
+    """Which of the model's deployments served the call (its last attempt)."""
     cached: bool = False
+    shared: bool = False
+    """The reply of an identical call another request had in flight: that one paid for it,
+    this step's upstream cost is 0."""
     policy_prompt_tokens: int = 0
     policy_completion_tokens: int = 0
     cached_tokens: int | None = None

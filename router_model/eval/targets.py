@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import httpx
 
 from router_model.protocol.answer import extract_answer
-from router_model.rewards import format_reward
+from router_model.rewards import format_reward, raw_cost
 
 DIRECT_PROMPT = (
     "Answer the following question with a short phrase (a few words), no explanation.\n"
@@ -144,7 +144,7 @@ class ModelTarget:
             latency_s=latency,
             routes=self.routes,
             cost_usd=float(usage.get("cost", 0.0)),
-            raw_cost=completion * price,
+            raw_cost=raw_cost([(completion, price)]),
             models=(self.name,),
         )
 

@@ -1,14 +1,16 @@
 """The model registry: schema, loading with one-line errors, and per-profile views."""
 
+from router_model.registry.deployment import Deployment, RetryPolicy
 from router_model.registry.loader import RegistryError, parse_registry, read_registry_file
+from router_model.registry.pricing import Pricing
 from router_model.registry.registry import Registry
 from router_model.registry.schema import (
     Decoding,
     Endpoint,
     MatchRule,
+    ModelLimits,
     ModelSpec,
     PolicyEngine,
-    Pricing,
     ProfileLimits,
     RegistryFile,
     RouterProfile,
@@ -17,8 +19,10 @@ from router_model.registry.schema import (
 
 __all__ = [
     "Decoding",
+    "Deployment",
     "Endpoint",
     "MatchRule",
+    "ModelLimits",
     "ModelSpec",
     "PolicyEngine",
     "Pricing",
@@ -26,6 +30,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RegistryFile",
+    "RetryPolicy",
     "RouterProfile",
     "SamplingDefaults",
     "parse_registry",

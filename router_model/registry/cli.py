@@ -10,6 +10,7 @@ import typer
 
 from router_model.registry.checks import load_servable
 from router_model.registry.loader import RegistryError
+from router_model.registry.pricing import Pricing
 
 registry_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the model registry.")
 
@@ -45,8 +46,22 @@ def registry_check(
             f"template {profile.template}, pool {', '.join(profile.pool)}"
         )
     for model in registry.models:
-        endpoint = registry.endpoint(model.endpoint)
-        typer.echo(
-            f"model {model.name}: {model.upstream_model} at {endpoint.base_url}, "
-            f"${model.pricing.input_per_1m:g}/${model.pricing.output_per_1m:g} per 1M in/out"
+        served = "; ".join(
+            f"{d.upstream_model} at {registry.endpoint(d.endpoint).base_url}"
+            + (f" (weight {d.weight:g})" if len(model.deployments) > 1 else "")
+            + (f", {_price(d.pricing)}" if d.pricing is not None else "")
+            for d in model.deployments
         )
+        fallbacks = f", fallbacks {', '.join(model.fallbacks)}" if model.fallbacks else ""
+        typer.echo(f"model {model.name}: {served}, {_price(model.pricing)}{fallbacks}")
+
+
+def _price(pricing: Pricing) -> str:
+    if pricing.free:
+        return "free"
+    cached = (
+        f" (cached input ${pricing.cached_input_per_1m:g})"
+        if pricing.cached_input_per_1m is not None
+        else ""
+    )
+    return f"${pricing.input_per_1m:g}/${pricing.output_per_1m:g} per 1M in/out{cached}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router_model.registry.deployment import Deployment, RetryPolicy, single_deployment
+from router_model.registry.pricing import MISSING_PRICING, Pricing
 
 NonNegative = Annotated[float, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -51,16 +54,6 @@ class Endpoint(_Strict):
         return value
 
 
-class Pricing(_Strict):
-    """USD per one million tokens."""
-
-    input_per_1m: NonNegative = 0.0
-    output_per_1m: NonNegative = 0.0
-
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_per_1m + completion_tokens * self.output_per_1m) / 1e6
-
-
 class SamplingDefaults(_Strict):
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
@@ -69,6 +62,10 @@ class SamplingDefaults(_Strict):
 
 
 class ModelLimits(_Strict):
+    """Enforced by the gateway: a call whose prompt (estimated) plus its ``max_tokens`` does
+    not fit in ``context_tokens`` is refused; the per-minute request and token limits hold
+    across replicas (through the shared store)."""
+
     context_tokens: PositiveInt | None = None
     requests_per_minute: PositiveInt | None = None
     tokens_per_minute: PositiveInt | None = None
@@ -97,18 +94,59 @@ class MatchRule(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A model of the routing pool, also reachable directly as a passthrough target."""
+    """A model of the routing pool, also reachable directly as a passthrough target.
+
+    Served by ``deployments`` (written as such, or as one ``endpoint`` + ``upstream_model``:
+    then ``deployments`` holds that one, named after the endpoint). ``fallbacks``: other
+    registry models a passthrough request is sent to, in order, when this one fails before
+    its first byte or the request is too long for it (see the registry file's header).
+    """
 
     name: ModelName
     description: Annotated[str, Field(min_length=1)]
-    endpoint: str
-    upstream_model: Annotated[str, Field(min_length=1)]
+    endpoint: str | None = None
+    upstream_model: Annotated[str, Field(min_length=1)] | None = None
+    deployments: Annotated[tuple[Deployment, ...], Field(min_length=1)]
     pricing: Pricing = Pricing()
     defaults: SamplingDefaults = SamplingDefaults()
     limits: ModelLimits = ModelLimits()
     facts: ModelFacts = ModelFacts()
+    retry: RetryPolicy = RetryPolicy()
+    fallbacks: tuple[ModelName, ...] = ()
     aliases: tuple[ModelName, ...] = ()
     match: tuple[MatchRule, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_deployment_form(cls, data: Any) -> Any:
+        return single_deployment(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _priced_and_distinct(self) -> ModelSpec:
+        if not self.pricing.declared and any(d.pricing is None for d in self.deployments):
+            raise ValueError(MISSING_PRICING)
+        names = [d.name for d in self.deployments]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(
+                    f"deployments: two are named {name!r} (give each deployment on one "
+                    f"endpoint its own name)"
+                )
+        if len(set(self.fallbacks)) != len(self.fallbacks):
+            raise ValueError("fallbacks: lists a model twice")
+        return self
+
+    def pricing_of(self, deployment: Deployment | None = None) -> Pricing:
+        """What a call served by ``deployment`` costs: its own pricing, else the model's.
+        Without a deployment (an estimate, the reference's raw cost): the model's, or, when
+        only its deployments are priced, the first one's."""
+        if deployment is not None and deployment.pricing is not None:
+            return deployment.pricing
+        if deployment is None and not self.pricing.declared:
+            first = self.deployments[0].pricing
+            if first is not None:
+                return first
+        return self.pricing
 
     @field_validator("name")
     @classmethod
@@ -244,11 +282,12 @@ class RegistryFile(_Strict):
     def _cross_references(self) -> RegistryFile:
         names: dict[str, str] = {}
         for index, model in enumerate(self.models):
-            if model.endpoint not in self.endpoints:
-                raise ValueError(
-                    f"models[{index}] ({model.name!r}): endpoint {model.endpoint!r} is not "
-                    f"defined under endpoints"
-                )
+            for deployment in model.deployments:
+                if deployment.endpoint not in self.endpoints:
+                    raise ValueError(
+                        f"models[{index}] ({model.name!r}): endpoint {deployment.endpoint!r} "
+                        f"is not defined under endpoints"
+                    )
             for written in (model.name, *model.aliases):
                 owner = names.get(written.lower())
                 if owner is not None:
@@ -258,6 +297,13 @@ class RegistryFile(_Strict):
                     )
                 names[written.lower()] = model.name
         exact_names = {model.name for model in self.models}
+        for index, model in enumerate(self.models):
+            for fallback in model.fallbacks:
+                if fallback == model.name or fallback not in exact_names:
+                    problem = "itself" if fallback == model.name else "unknown model"
+                    raise ValueError(
+                        f"models[{index}] ({model.name!r}): fallbacks names {problem} {fallback!r}"
+                    )
         seen_profiles: set[str] = set()
         for index, profile in enumerate(self.profiles):
             where = f"profiles[{index}] ({profile.name!r})"

@@ -168,9 +168,11 @@ class RolloutCore:
             if step.model is None or step.upstream_status in (None, "not_executed"):
                 continue
             spec = self.registry.model(step.model)
-            price = spec.pricing.output_per_1m if spec is not None else 0.0
+            price = spec.pricing_of().output_per_1m if spec is not None else 0.0
             upstream_cost = (
-                spec.pricing.cost_usd(step.upstream_prompt_tokens, step.upstream_completion_tokens)
+                spec.pricing_of().cost_usd(
+                    step.upstream_prompt_tokens, step.upstream_completion_tokens
+                )
                 if spec is not None and step.upstream_status != "cached"
                 else 0.0
             )

@@ -25,6 +25,7 @@ from router_model.episode.trace import (
     RouteStep,
 )
 from router_model.registry import ModelSpec, RouterProfile
+from router_model.rewards.cost import raw_cost
 from server.auth.access import Caller
 from server.errors import classify
 from server.lifecycle.fallback import FallbackCall, with_fallback
@@ -53,6 +54,7 @@ class UpstreamCall:
     error: str | None = None
     started_ms: float = 0.0
     latency_ms: float = 0.0
+    deployment: str | None = None
 
 
 class RequestLifecycle:
@@ -74,7 +76,7 @@ class RequestLifecycle:
         self._started_at = time.time()
         self._labels = (NONE, NONE)
         self._run: EpisodeRun | None = None
-        self._call: UpstreamCall | None = None
+        self._calls: list[UpstreamCall] = []
         self._fallback: FallbackCall | None = None
         self._first_token_s: float | None = None
         self._error: BaseException | None = None
@@ -89,8 +91,15 @@ class RequestLifecycle:
     def serving_passthrough(self, model: ModelSpec) -> UpstreamCall:
         """The record the passthrough fills in as its call proceeds."""
         self._labels = (PASSTHROUGH, model.name)
-        self._call = UpstreamCall(model, started_ms=self.elapsed_ms())
-        return self._call
+        self._calls = [UpstreamCall(model, started_ms=self.elapsed_ms())]
+        return self._calls[0]
+
+    def passthrough_fallback(self, model: ModelSpec) -> UpstreamCall:
+        """The record of a fallback model's call, after the previous one failed (the trace
+        gets one step per call; the request keeps the first model's labels)."""
+        call = UpstreamCall(model, started_ms=self.elapsed_ms())
+        self._calls.append(call)
+        return call
 
     def serving_fallback(
         self, model: ModelSpec, reason: FallbackReason, detail: str | None = None
@@ -157,50 +166,66 @@ class RequestLifecycle:
             if self._fallback is not None:
                 trace = with_fallback(trace, self._fallback, self.elapsed_ms())
             return trace
-        if self._call is not None:
+        if self._calls:
             return self._passthrough_trace("completed" if message is None else ended, message)
         return None
 
     def _passthrough_trace(self, outcome: Outcome, message: str | None) -> RouterTrace:
-        call = self._call
-        assert call is not None
+        """One step per upstream call (the model's, then each fallback's that was tried)."""
         total_ms = self.elapsed_ms()
-        latency_ms = call.latency_ms or max(total_ms - call.started_ms, 0.0)
-        step = RouteStep(
-            index=0,
-            action="passthrough",
-            written_model=call.model.name,
-            model=call.model.name,
-            upstream_status=call.status if call.status != "pending" else outcome,
-            upstream_error=call.error,
-            upstream_attempts=call.attempts,
-            upstream_prompt_tokens=call.prompt_tokens,
-            upstream_completion_tokens=call.completion_tokens,
-            usage_estimated=call.usage_estimated,
-            cost_usd=call.cost_usd,
-            upstream_cost_usd=call.cost_usd,
-            upstream_latency_ms=latency_ms,
-            started_ms=call.started_ms,
-            upstream_started_ms=call.started_ms,
-        )
+        first = self._calls[0].model.name
+        steps: list[RouteStep] = []
+        models: list[str] = []
+        cost = upstream_ms = 0.0
+        prompt_tokens = completion_tokens = 0
+        priced: list[tuple[float, float]] = []
+        for index, call in enumerate(self._calls):
+            latency_ms = call.latency_ms or max(total_ms - call.started_ms, 0.0)
+            steps.append(
+                RouteStep(
+                    index=index,
+                    action="passthrough",
+                    written_model=first,
+                    model=call.model.name,
+                    upstream_status=call.status if call.status != "pending" else outcome,
+                    upstream_error=call.error,
+                    upstream_attempts=call.attempts,
+                    deployment=call.deployment,
+                    upstream_prompt_tokens=call.prompt_tokens,
+                    upstream_completion_tokens=call.completion_tokens,
+                    usage_estimated=call.usage_estimated,
+                    cost_usd=call.cost_usd,
+                    upstream_cost_usd=call.cost_usd,
+                    upstream_latency_ms=latency_ms,
+                    started_ms=call.started_ms,
+                    upstream_started_ms=call.started_ms,
+                )
+            )
+            if call.model.name not in models:
+                models.append(call.model.name)
+            cost += call.cost_usd
+            upstream_ms += latency_ms
+            prompt_tokens += call.prompt_tokens
+            completion_tokens += call.completion_tokens
+            priced.append((call.completion_tokens, call.model.pricing_of().output_per_1m))
         totals = RouterTotals(
-            models=[call.model.name],
-            cost_usd=call.cost_usd,
-            upstream_cost_usd=call.cost_usd,
-            raw_cost=call.completion_tokens * call.model.pricing.output_per_1m,
-            upstream_prompt_tokens=call.prompt_tokens,
-            upstream_completion_tokens=call.completion_tokens,
-            upstream_time_ms=latency_ms,
-            overhead_ms=max(total_ms - latency_ms, 0.0),
+            models=models,
+            cost_usd=cost,
+            upstream_cost_usd=cost,
+            raw_cost=raw_cost(priced),
+            upstream_prompt_tokens=prompt_tokens,
+            upstream_completion_tokens=completion_tokens,
+            upstream_time_ms=upstream_ms,
+            overhead_ms=max(total_ms - upstream_ms, 0.0),
             total_ms=total_ms,
         )
         return RouterTrace(
             request_id=self.request_id,
             mode="passthrough",
-            model=call.model.name,
+            model=first,
             outcome=outcome,
             error=message,
             started_at=self._started_at,
-            steps=[step],
+            steps=steps,
             totals=totals,
         )

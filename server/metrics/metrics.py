@@ -100,7 +100,8 @@ class Metrics:
         )
         self.upstream_calls = counter(
             "router_r1_upstream_calls",
-            "Upstream calls by model and outcome (ok, cached, timeout, http_error, ...).",
+            "Upstream calls by model and outcome (ok, cached, shared, timeout, http_error, "
+            "rate_limited, ...).",
             ["model", "status"],
         )
         self.upstream_duration = histogram(
@@ -207,6 +208,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.upstream_breaker_state = Gauge(
+            "router_r1_upstream_breaker_state",
+            "Circuit breaker of each model deployment: 0 closed, 1 half-open, 2 open.",
+            ["model", "deployment"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         for reason in ("unauthenticated", "requests", "tokens", "budget", "store_unavailable"):
             self.rejections(reason)
         for result in ("ok", "failed"):
@@ -234,6 +242,10 @@ class Metrics:
         if ttft_s is not None:
             self.time_to_first_token(profile, model).observe(ttft_s)
 
+    def breaker_changed(self, model: str, deployment: str, state: int) -> None:
+        """A deployment's circuit breaker moved to ``state`` (0 closed, 1 half-open, 2 open)."""
+        self.upstream_breaker_state.labels(model, deployment).set(state)
+
     def trace_finished(self, profile: str, trace: RouterTrace) -> None:
         """Everything a finished request's trace tells: the same for an episode (one step per
         policy turn) and a passthrough (one step: its upstream call)."""
@@ -259,7 +271,8 @@ class Metrics:
                 continue
             if step.model is None or step.upstream_status in (None, "not_executed"):
                 continue
-            model, status = step.model, step.upstream_status
+            model = step.model
+            status = "shared" if step.shared else step.upstream_status  # another one paid
             self.upstream_calls(model, status).inc()
             self.upstream_duration(model).observe(step.upstream_latency_ms / 1000)
             self.upstream_tokens(model, "input").inc(step.upstream_prompt_tokens)

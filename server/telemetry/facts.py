@@ -23,8 +23,12 @@ class ModelInfo:
 
 
 def model_catalog(registry: Registry) -> dict[str, ModelInfo]:
-    """Registry name → :class:`ModelInfo` of every model (build once per registry version)."""
-    return {m.name: ModelInfo(m.upstream_model, m.endpoint) for m in registry.models}
+    """Registry name → :class:`ModelInfo` of every model (build once per registry version);
+    a model with several deployments is described by its first."""
+    return {
+        m.name: ModelInfo(m.deployments[0].upstream_model, m.deployments[0].endpoint)
+        for m in registry.models
+    }
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
 """Calling upstream OpenAI-compatible endpoints: the Router-R1 sub-query and the passthrough."""
 
 from router_model.episode.route import RouteCaller, UpstreamReply, UpstreamStatus
+from router_model.usage import Usage
 from server.upstream.errors import (
     UpstreamBadResponseError,
     UpstreamConnectionError,
+    UpstreamContextTooLongError,
     UpstreamError,
     UpstreamHTTPError,
+    UpstreamRateLimitedError,
     UpstreamTimeoutError,
+    UpstreamUnavailableError,
 )
 from server.upstream.pool import UpstreamPool
-from server.upstream.result import UpstreamResult, Usage
+from server.upstream.result import UpstreamResult
 from server.upstream.settings import UpstreamSettings
 from server.upstream.sse import SSESplitter, event_data, is_done, usage_event
 from server.upstream.stream import UpstreamStream
@@ -20,15 +24,18 @@ __all__ = [
     "SSESplitter",
     "UpstreamBadResponseError",
     "UpstreamConnectionError",
+    "UpstreamContextTooLongError",
     "UpstreamError",
     "UpstreamHTTPError",
     "UpstreamPool",
+    "UpstreamRateLimitedError",
     "UpstreamReply",
     "UpstreamResult",
     "UpstreamSettings",
     "UpstreamStatus",
     "UpstreamStream",
     "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
     "Usage",
     "build_aiohttp_transport",
     "build_client",

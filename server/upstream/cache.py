@@ -2,8 +2,9 @@
 Router-R1 sub-queries from the shared store.
 
 Only deterministic calls are cached: the model's registry defaults have temperature 0 and a
-seed (as the paper's upstream calls do). The key is a hash of the model (name, upstream id,
-endpoint), the exact rendered prompt and every sampling parameter sent. A hit is returned with
+seed (as the paper's upstream calls do). The key is a hash of the model (name, and the endpoint
+and upstream id of each deployment), the exact rendered prompt and every sampling parameter
+sent (identical calls in flight at once share one call: :mod:`.coalesce`). A hit is returned with
 status ``"cached"``, cost $0 and its original token counts (the trace marks the step
 ``cached``). Only successful replies are stored, up to ``max_entry_bytes``, for ``ttl_s``.
 When the store is unavailable the cache is bypassed: the call goes to the upstream.
@@ -23,7 +24,7 @@ from router_model.registry import ModelSpec
 from server.metrics.metrics import Metrics
 from server.store.base import SharedStore, StoreUnavailable
 
-_KEY_VERSION = 1
+_KEY_VERSION = 2  # 2: the model's deployments (endpoint, upstream id) instead of one
 
 CACHE_HEADER = "x-router-cache"
 """Per-request opt-out: ``x-router-cache: off`` (or body ``{"router": {"cache": false}}``)."""
@@ -39,8 +40,7 @@ def cache_key(model: ModelSpec, prompt: str, max_tokens: int) -> str:
         [
             _KEY_VERSION,
             model.name,
-            model.upstream_model,
-            model.endpoint,
+            [(d.endpoint, d.upstream_model) for d in model.deployments],
             prompt,
             defaults.temperature,
             defaults.top_p,
@@ -126,7 +126,7 @@ class CachingRouteCaller:
                 return hit
         self._metrics.cache_lookups(model.name, "miss").inc()
         reply = await self.inner.route_call(model, prompt, max_tokens=max_tokens)
-        if reply.status == "ok" and reply.text is not None:
+        if reply.status == "ok" and reply.text is not None and not reply.shared:
             value = _encode(reply)
             if len(value) <= self._max_entry_bytes:
                 with contextlib.suppress(StoreUnavailable):  # not cached: that is all

@@ -1,6 +1,8 @@
 """Errors of the passthrough calls (``chat`` / ``chat_stream``), each carrying the status the
 gateway should answer with: 502 bad gateway (connect failure, garbage body, upstream 5xx, upstream
-refusing the gateway's own credentials), 504 timeout, and the upstream's own 4xx/429 otherwise.
+refusing the gateway's own credentials), 504 timeout, and the upstream's own 4xx/429 otherwise;
+refusals of the gateway's own (never sent): 429 (the model's per-minute limits), 503 (every
+deployment's circuit breaker open), 400 (too long for the model's context).
 
 ``str(error)`` is one line, fit for a log and for the client's error message.
 """
@@ -23,6 +25,10 @@ class UpstreamError(Exception):
 
     status_code: int = 502
     error_type: str = "upstream_error"
+    code: str | None = None
+    retry_after_s: float | None = None
+    metric_kind: str = "upstream"
+    """The ``kind`` label metrics count the failed request under (see server.errors)."""
 
     def __init__(
         self,
@@ -51,7 +57,7 @@ class UpstreamError(Exception):
                 "message": self.message,
                 "type": self.error_type,
                 "param": None,
-                "code": None,
+                "code": self.code,
             }
         }
 
@@ -102,6 +108,7 @@ class UpstreamTimeoutError(UpstreamError):
 
     status_code = 504
     error_type = "timeout_error"
+    metric_kind = "timeout"
 
 
 class UpstreamConnectionError(UpstreamError):
@@ -118,8 +125,57 @@ class UpstreamBadResponseError(UpstreamError):
     error_type = "upstream_error"
 
 
+class UpstreamUnavailableError(UpstreamError):
+    """Every deployment of the model has its circuit breaker open: not sent, 503 with
+    ``Retry-After`` (when the first breaker lets a probe through)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "upstream_unavailable"
+    metric_kind = "unavailable"
+
+    def __init__(
+        self, message: str, *, attempts: int = 0, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamRateLimitedError(UpstreamError):
+    """The model's own per-minute limits (registry ``limits``) refused the call: not sent,
+    429 with ``Retry-After``."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    metric_kind = "rate_limit"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, attempts=0)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamContextTooLongError(UpstreamError):
+    """The prompt (estimated) plus ``max_tokens`` does not fit the model's ``context_tokens``:
+    not sent, 400."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "context_length_exceeded"
+    metric_kind = "invalid_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, attempts=0)
+
+
 def call_status(exc: UpstreamError) -> str:
     """The upstream call status (as in traces and metrics) of a failed call."""
+    if isinstance(exc, UpstreamRateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, UpstreamContextTooLongError):
+        return "context_too_long"
+    if isinstance(exc, UpstreamUnavailableError):
+        return "unavailable"
     if isinstance(exc, UpstreamTimeoutError):
         return "timeout"
     if isinstance(exc, UpstreamBadResponseError):

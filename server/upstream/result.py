@@ -1,10 +1,12 @@
-"""What a passthrough call returned, and token usage read from an upstream reply."""
+"""What a passthrough call returned (its usage is the core's one :class:`Usage` type)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from router_model.usage import Usage
 
 # Upstream response headers worth handing to the HTTP layer (plus every ``x-ratelimit-*``).
 FORWARDED_HEADERS = frozenset(
@@ -24,33 +26,6 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def from_json(cls, value: Any) -> Usage | None:
-        """``usage`` of an OpenAI response, or ``None`` when absent or unusable."""
-        if not isinstance(value, dict):
-            return None
-        prompt = _count(value.get("prompt_tokens"))
-        completion = _count(value.get("completion_tokens"))
-        if prompt is None and completion is None:
-            return None
-        return cls(prompt_tokens=prompt or 0, completion_tokens=completion or 0)
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-@dataclass(frozen=True)
 class UpstreamResult:
     """A successful (2xx) non-streamed passthrough reply."""
 
@@ -63,3 +38,4 @@ class UpstreamResult:
     attempts: int = 1
     usage: Usage | None = None  # None: the upstream reported none
     cost_usd: float = 0.0
+    deployment: str | None = None  # which of the model's deployments answered

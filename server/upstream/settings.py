@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from router_model.registry import Endpoint
+from server.upstream.breaker import BreakerPolicy
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
@@ -21,12 +22,19 @@ class UpstreamSettings(BaseModel):
     call, streamed or not, to its last byte; ``None`` = no overall bound. Between two chunks of
     a stream at most ``stream_idle_timeout_s`` may pass (or ``read``, if shorter).
 
-    Retries (at most ``max_retries`` after the first try): connect failures (refused, connect
-    timeout, the server dropping the connection before answering), HTTP 429 and 5xx. Never
-    other 4xx, bad bodies, or read timeouts unless ``retry_read_timeouts`` (then at most once).
-    Backoff before retry n (1-based): ``uniform(d/2, d)`` with ``d = min(cap, base * 2**(n-1))``;
-    a ``Retry-After`` up to ``backoff_cap_s`` is waited exactly; a longer one ends the retries
-    (the 429/503 is returned). A retry whose sleep would overrun the overall bound is not made.
+    Retries (at most ``max_retries`` after the first try): only what the upstream cannot have
+    processed (connect failures, 429, 503 with ``Retry-After``), unless the model opts in to
+    more (registry ``retry: {unsafe: true}``; see :mod:`server.upstream.retry`). A retry goes
+    to another deployment of the model when there is one (at once), else to the same after a
+    backoff: before retry n (1-based) ``uniform(d/2, d)`` with ``d = min(cap, base *
+    2**(n-1))``; a ``Retry-After`` up to ``backoff_cap_s`` is waited exactly; a longer one ends
+    the retries (the 429/503 is returned). A retry whose sleep would overrun the overall bound
+    is not made.
+
+    Circuit breaker of each deployment (:mod:`server.upstream.breaker`): open after
+    ``breaker_failures`` consecutive failures, or a share ``breaker_error_ratio`` of failures
+    among at least ``breaker_min_calls`` calls in the last ``breaker_window_s``; closed again
+    after ``breaker_cooldown_s`` and one successful probe call.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,7 +48,12 @@ class UpstreamSettings(BaseModel):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     backoff_base_s: Annotated[float, Field(ge=0)] = 0.25
     backoff_cap_s: Annotated[float, Field(ge=0)] = 2.0
-    retry_read_timeouts: bool = False
+
+    breaker_failures: Annotated[int, Field(gt=0)] = 5
+    breaker_error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    breaker_window_s: PositiveFloat = 30.0
+    breaker_min_calls: Annotated[int, Field(gt=0)] = 10
+    breaker_cooldown_s: PositiveFloat = 30.0
 
     max_connections_per_model: Annotated[int, Field(gt=0)] | None = None  # None: endpoint's
     max_connections_total: Annotated[int, Field(gt=0)] = 1000
@@ -59,6 +72,15 @@ class UpstreamSettings(BaseModel):
     def model_limit(self, endpoint: Endpoint) -> int:
         return self.max_connections_per_model or endpoint.max_connections
 
+    def breaker_policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            failures=self.breaker_failures,
+            error_ratio=self.breaker_error_ratio,
+            window_s=self.breaker_window_s,
+            min_calls=self.breaker_min_calls,
+            cooldown_s=self.breaker_cooldown_s,
+        )
+
     def backoff_s(self, retry: int, rand: float) -> float:
         """Sleep before retry number ``retry`` (1-based); ``rand`` uniform in [0, 1)."""
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1))
@@ -75,3 +97,6 @@ class CacheSettings(BaseModel):
     max_entries: Annotated[int, Field(gt=0)] = 10_000
     """In-memory store only; with Redis the bound is the TTL and Redis' own maxmemory policy."""
     max_entry_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    coalesce: bool = True
+    """Identical deterministic sub-queries in flight at once share one upstream call
+    (``server.upstream.coalesce``), cache or no cache."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from server.upstream.result import Usage
+from router_model.usage import Usage
 
 # A blank line: two line terminators in a row; a terminator is CRLF, a lone CR or LF.
 _BOUNDARY = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 import httpx
 
 from router_model.episode.aio import aclose
-from router_model.registry import ModelSpec
+from router_model.registry import ModelSpec, Pricing
+from router_model.usage import Usage
 from server.upstream.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeoutError
 from server.upstream.response import UpstreamResponse
-from server.upstream.result import Usage, forwarded_headers
+from server.upstream.result import forwarded_headers
 from server.upstream.sse import SSESplitter, is_done, usage_event
 
 
@@ -46,11 +47,19 @@ class UpstreamStream:
         deadline: float | None = None,
         timeout_s: float | None = None,
         idle_timeout_s: float = 0.0,
+        pricing: Pricing | None = None,
+        deployment: str | None = None,
+        on_done: Callable[[Usage | None], Awaitable[None]] | None = None,
     ) -> None:
         """``deadline`` (event-loop time) ends the stream with a timeout error when it has
         passed at a chunk; ``timeout_s`` is the bound it stands for, ``idle_timeout_s`` the
-        transport's read timeout between chunks (both for the messages)."""
+        transport's read timeout between chunks (both for the messages). ``pricing``: the
+        serving deployment's (default: the model's); ``on_done`` is told the usage once the
+        stream is closed (the model's per-minute token count is corrected with it)."""
         self.model = model
+        self.pricing = pricing or model.pricing
+        self.deployment = deployment
+        self._on_done = on_done
         self.status_code = response.status_code
         self.headers = forwarded_headers(response.headers)
         self.client_requested_usage = client_requested_usage
@@ -80,7 +89,7 @@ class UpstreamStream:
     def cost_usd(self) -> float:
         if self.usage is None:
             return 0.0
-        return self.model.pricing.cost_usd(self.usage.prompt_tokens, self.usage.completion_tokens)
+        return self.pricing.cost_of(self.usage)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.events()
@@ -162,6 +171,8 @@ class UpstreamStream:
             await self._response.aclose()
         finally:
             self._release()
+            if self._on_done is not None:
+                await self._on_done(self.usage)
 
     async def aclose(self) -> None:
         """Close the upstream response and free the concurrency slot; idempotent."""

@@ -63,6 +63,4 @@ def test_registry_check_bad_file_is_one_line(tmp_path: Path) -> None:
     result = _run("registry", "check", str(bad))
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
-    assert "models[5] ('Gemma-2-27B-Instruct').upstream_model: required field is missing" in (
-        result.stderr
-    )
+    assert "models[5] ('Gemma-2-27B-Instruct'): upstream_model is missing" in result.stderr

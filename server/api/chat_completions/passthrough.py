@@ -6,6 +6,10 @@ object added. Streams are relayed event by event, byte for byte, except the last
 its usage chunk gets ``cost`` merged in (sent only when the client asked for usage), and the
 ``router`` object rides on the last chunk. A stream that ends without ``[DONE]`` or a finish
 reason was cut off: the client gets an error event, never a complete-looking stream.
+
+A model that fails before its first byte hands the request to its registry ``fallbacks``
+(:mod:`server.upstream.fallback`): the trace has one step per model tried, the cost sums
+them, and ``x-router-fallback`` names the one that answered.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from server.api.disconnect import cancel_on_disconnect
 from server.errors import bad_request, classify
 from server.lifecycle.request import RequestLifecycle, UpstreamCall
 from server.state import AppState
-from server.upstream import UpstreamError, UpstreamStream, is_done
+from server.upstream import UpstreamError, UpstreamResult, UpstreamStream, is_done
 from server.upstream.errors import UpstreamBadResponseError, call_status
+from server.upstream.fallback import FALLBACK_HEADER, fallback_chain, falls_back
 from server.upstream.sse import event_data, is_comment, usage_event
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
@@ -58,27 +63,15 @@ async def serve_passthrough(
     life: RequestLifecycle,
 ) -> Response:
     _check_body(body)
-    call = life.serving_passthrough(model)
-    # until the upstream says: the request was sent, so its prompt may be billed
-    call.prompt_tokens = estimated_prompt_tokens(orjson.dumps(body.get("messages")).decode())
-    call.cost_usd = model.pricing.cost_usd(call.prompt_tokens, 0)
-    call.usage_estimated = True
-    pool = state.upstream
-    try:
-        if body.get("stream"):
-            stream = await cancel_on_disconnect(request.receive, pool.chat_stream(model, body))
-        else:
-            result = await cancel_on_disconnect(request.receive, pool.chat(model, body))
-    except UpstreamError as exc:  # refused or failed before any reply: nothing was billed
-        call.status, call.error, call.attempts = call_status(exc), exc.message, exc.attempts
-        call.prompt_tokens, call.cost_usd, call.usage_estimated = 0, 0.0, False
-        raise
-    if body.get("stream"):
-        call.attempts = stream.attempts
+    answered, call, reply = await _call_with_fallbacks(request, state, model, body, life)
+    headers = {FALLBACK_HEADER: answered.name} if answered is not model else {}
+    if isinstance(reply, UpstreamStream):
+        stream = reply
+        call.attempts, call.deployment = stream.attempts, stream.deployment
         life.streamed = True
         relay = _Relay(stream, call, life, include_usage=_wants_usage(body))
-        headers = {**_forwarded(stream.headers), **wire.STREAM_HEADERS}
-        headers["x-router-models"] = model.name
+        headers = {**_forwarded(stream.headers), **wire.STREAM_HEADERS, **headers}
+        headers["x-router-models"] = answered.name
 
         async def finished(error: BaseException | None) -> None:
             await stream.aclose()  # already closed by the body's end, unless it never started
@@ -86,20 +79,59 @@ async def serve_passthrough(
             await life.close(error)
 
         return EventStreamResponse(relay.events(), headers=headers, finished=finished)
+    result = reply
     usage = result.usage
-    call.status, call.attempts = "ok", result.attempts
+    call.status, call.attempts, call.deployment = "ok", result.attempts, result.deployment
     call.latency_ms = result.latency_s * 1000
     call.prompt_tokens = usage.prompt_tokens if usage else 0
     call.completion_tokens = usage.completion_tokens if usage else 0
     call.cost_usd, call.usage_estimated = result.cost_usd, False
     trace = life.trace_so_far()
-    headers = {**_forwarded(result.headers), **wire.router_headers(trace)}
+    headers = {**_forwarded(result.headers), **wire.router_headers(trace), **headers}
     return Response(
-        wire.passthrough_completion(result.body, trace, result.cost_usd),
+        wire.passthrough_completion(result.body, trace, trace.totals.cost_usd),
         status_code=result.status_code,
         media_type="application/json",
         headers=headers,
     )
+
+
+async def _call_with_fallbacks(
+    request: Request,
+    state: AppState,
+    model: ModelSpec,
+    body: dict[str, Any],
+    life: RequestLifecycle,
+) -> tuple[ModelSpec, UpstreamCall, UpstreamStream | UpstreamResult]:
+    """The model's reply (headers of a stream, or the whole body), or, when it fails before
+    its first byte in a way another model may fix, the first of its fallbacks' that answers
+    (see :mod:`server.upstream.fallback`). Every call is recorded (one trace step each)."""
+    pool = state.upstream
+    chain = fallback_chain(state.registry.get(), model)
+    # until the upstream says: the request was sent, so its prompt may be billed
+    estimate = estimated_prompt_tokens(orjson.dumps(body.get("messages")).decode())
+    for position, candidate in enumerate(chain):
+        call = (
+            life.serving_passthrough(model)
+            if position == 0
+            else life.passthrough_fallback(candidate)
+        )
+        call.prompt_tokens = estimate
+        call.cost_usd = candidate.pricing_of().cost_usd(estimate, 0)
+        call.usage_estimated = True
+        try:
+            if body.get("stream"):
+                opened = pool.chat_stream(candidate, body, prompt_tokens=estimate)
+                return candidate, call, await cancel_on_disconnect(request.receive, opened)
+            answer = pool.chat(candidate, body, prompt_tokens=estimate)
+            return candidate, call, await cancel_on_disconnect(request.receive, answer)
+        except UpstreamError as exc:  # refused or failed before any reply: nothing was billed
+            call.status, call.error, call.attempts = call_status(exc), exc.message, exc.attempts
+            call.prompt_tokens, call.cost_usd, call.usage_estimated = 0, 0.0, False
+            call.latency_ms = max(life.elapsed_ms() - call.started_ms, 0.0)
+            if position + 1 == len(chain) or not falls_back(exc):
+                raise
+    raise AssertionError("unreachable: the chain holds at least the model itself")
 
 
 class _Relay:

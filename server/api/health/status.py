@@ -13,6 +13,7 @@ async def operations_status(state: AppState) -> dict[str, Any]:
     return {
         "registry_reload": _reload_status(state.registry_watcher),
         "store": {"backend": state.store.backend, "up": await state.store.ping()},
+        "upstream": {"breakers": state.upstream.breaker_states()},
         "auth": {
             "open_mode": state.access.open_mode,
             "keys": len(state.access.keys),

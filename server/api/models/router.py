@@ -46,9 +46,9 @@ def _model_card(registry: Registry, name: str) -> dict[str, Any] | None:
         "object": "model",
         "created": _CREATED,
         "owned_by": "upstream",
-        "upstream_model": model.upstream_model,
+        "upstream_model": model.deployments[0].upstream_model,
         "description": model.description,
-        "pricing": model.pricing.model_dump(),
+        "pricing": model.pricing_of().model_dump(exclude_none=True),
         "limits": model.limits.model_dump(exclude_none=True),
         "facts": model.facts.model_dump(exclude_none=True),
     }

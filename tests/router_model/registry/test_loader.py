@@ -22,6 +22,7 @@ models:
     description: A small model.
     endpoint: up
     upstream_model: alpha
+    pricing: {input_per_1m: 0.1, output_per_1m: 0.2}
 profiles:
   - name: router-r1
     policy: {endpoint: up, model: policy}
@@ -112,15 +113,16 @@ def test_unset_env_reference_without_default() -> None:
 
 def test_missing_field() -> None:
     message = _error(MINIMAL.replace("    upstream_model: alpha\n", ""))
-    assert message == "reg.yaml: models[0] ('Alpha-1B').upstream_model: required field is missing"
+    assert message == (
+        "reg.yaml: models[0] ('Alpha-1B'): upstream_model is missing "
+        "(give endpoint + upstream_model, or deployments)"
+    )
+    message = _error(MINIMAL.replace("    description: A small model.\n", ""))
+    assert message == "reg.yaml: models[0] ('Alpha-1B').description: required field is missing"
 
 
 def test_wrong_type() -> None:
-    message = _error(
-        MINIMAL.replace(
-            "upstream_model: alpha", "upstream_model: alpha\n    pricing: {output_per_1m: cheap}"
-        )
-    )
+    message = _error(MINIMAL.replace("output_per_1m: 0.2", "output_per_1m: cheap"))
     assert "models[0] ('Alpha-1B').pricing.output_per_1m" in message
     assert "valid number" in message
 
@@ -136,7 +138,7 @@ def test_duplicate_model_name() -> None:
     twice = MINIMAL.replace(
         "profiles:",
         "  - name: alpha-1b\n    description: Again.\n"
-        "    endpoint: up\n    upstream_model: a2\nprofiles:",
+        "    endpoint: up\n    upstream_model: a2\n    pricing: {free: true}\nprofiles:",
     )
     message = _error(twice)
     assert "models[1] ('alpha-1b'): duplicate model name 'alpha-1b'" in message
@@ -196,7 +198,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_several_problems_are_counted() -> None:
-    text = MINIMAL.replace("    upstream_model: alpha\n", "").replace(
+    text = MINIMAL.replace("output_per_1m: 0.2", "output_per_1m: cheap").replace(
         "    description: A small model.\n", ""
     )
     assert "(and 1 more problem)" in _error(text)

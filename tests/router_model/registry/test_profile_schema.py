@@ -17,6 +17,7 @@ models:
     description: A small model.
     endpoint: up
     upstream_model: alpha
+    pricing: {{input_per_1m: 0.1, output_per_1m: 0.2}}
 profiles:
   - name: router-r1
     policy: {policy}

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from router_model.registry import (
+    Deployment,
     Endpoint,
     ModelSpec,
     Pricing,
@@ -129,3 +130,35 @@ def closed_port() -> int:
     port: int = sock.getsockname()[1]
     sock.close()
     return port
+
+
+def deployed_registry(
+    *targets: tuple[str, str],
+    weights: tuple[float, ...] = (),
+    pricing: tuple[Pricing | None, ...] = (),
+    **model: Any,
+) -> Registry:
+    """One model, ``Multi``, with a deployment per (name, base_url) target (upstream id
+    ``m-<name>``), each on an endpoint of that name."""
+    endpoints = {
+        name: Endpoint(base_url=url, connect_timeout_s=1.0, read_timeout_s=5.0)
+        for name, url in targets
+    }
+    deployments = tuple(
+        Deployment(
+            name=name,
+            endpoint=name,
+            upstream_model=f"m-{name}",
+            weight=weights[i] if i < len(weights) else 1.0,
+            pricing=pricing[i] if i < len(pricing) else None,
+        )
+        for i, (name, _) in enumerate(targets)
+    )
+    spec = ModelSpec(
+        name="Multi",
+        description="A model served by several deployments.",
+        deployments=deployments,
+        pricing=Pricing(input_per_1m=1.0, output_per_1m=2.0),
+        **model,
+    )
+    return Registry(RegistryFile(endpoints=endpoints, models=(spec,)))

@@ -153,7 +153,7 @@ async def test_chat_http_error_keeps_the_upstream_envelope() -> None:
     assert error.attempts == 1
 
 
-async def test_chat_retries_5xx_then_reports_502() -> None:
+async def test_chat_does_not_retry_a_5xx_it_may_have_processed() -> None:
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -165,9 +165,9 @@ async def test_chat_retries_5xx_then_reports_502() -> None:
     async with pool:
         with pytest.raises(UpstreamHTTPError) as caught:
             await pool.chat(model, {"messages": []})
-    assert calls == 3
+    assert calls == 1
     assert (caught.value.status_code, caught.value.upstream_status_code) == (502, 502)
-    assert caught.value.attempts == 3
+    assert caught.value.attempts == 1
 
 
 async def test_chat_connect_error() -> None:
@@ -278,14 +278,14 @@ async def test_stream_errors_before_the_first_byte_raise() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            return json_response(503, {"error": {"message": "warming up"}})
+            return json_response(503, {"error": {"message": "warming up"}}, {"Retry-After": "0"})
         return json_response(400, {"error": {"message": "bad stream_options"}})
 
     pool, model = pool_for(handler)
     async with pool:
         with pytest.raises(UpstreamHTTPError) as caught:
             await pool.chat_stream(model, {"messages": [], "stream": True})
-    assert calls == 2  # the 503 was retried, the 400 was not
+    assert calls == 2  # the 503 (with Retry-After) was retried, the 400 was not
     assert caught.value.status_code == 400
     assert "bad stream_options" in str(caught.value)
 
@@ -322,17 +322,19 @@ async def test_stream_broken_mid_way_raises_from_the_iteration() -> None:
 
 async def test_stream_holds_the_model_slot_until_closed() -> None:
     pool, model = pool_for(lambda request: sse_response(WIRE))
-    registry = make_registry()
     async with pool:
         stream = await pool.chat_stream(model, {"messages": [], "stream": True})
-        semaphore = pool._semaphore(model, registry.endpoint("e"))
+        (slot,) = pool.deployments.slots(model)
+        semaphore = slot.semaphore
         assert semaphore._value == 99  # the endpoint allows 100 connections
+        assert slot.in_flight == 1
         stream.events()
         with pytest.raises(RuntimeError, match="only once"):
             stream.events()
         await stream.aclose()
         await stream.aclose()  # idempotent
         assert semaphore._value == 100
+        assert slot.in_flight == 0
 
 
 async def test_stream_over_the_aiohttp_transport(stub: StubServer) -> None:

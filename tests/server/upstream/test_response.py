@@ -13,6 +13,8 @@ from aiohttp import web
 from server.upstream import UpstreamPool, UpstreamSettings
 from server.upstream.response import AiohttpResponse
 from server.upstream.result import forwarded_headers
+from server.upstream.sender import Sender
+from server.upstream.transport import build_aiohttp_transport
 from tests.server.upstream.helpers import FAST, StubServer, completion, make_registry
 
 QWEN = "Qwen2.5-7B-Instruct"
@@ -31,7 +33,7 @@ async def test_default_pool_calls_aiohttp_directly(
     model = registry.model(QWEN)
     assert model is not None
     async with UpstreamPool(lambda: registry, FAST) as pool:
-        assert pool._aiohttp is not None
+        assert pool.calls_aiohttp_directly
         result = await pool.chat(model, {"messages": [{"role": "user", "content": "q"}]})
     assert result.body["choices"][0]["message"]["content"] == "Paris"
     assert result.headers["x-request-id"] == "up-1"
@@ -91,19 +93,23 @@ async def test_repeated_headers_are_joined_as_httpx_does(stub: StubServer) -> No
         return response
 
     stub.handler = twice
-    async with UpstreamPool(lambda: make_registry(stub.base_url), FAST) as pool:
-        assert pool._aiohttp is not None
-        opened = await pool._send(
+    transport = build_aiohttp_transport(FAST)
+    sender = Sender(FAST, transport, {}, direct=True)
+    assert sender.direct
+    try:
+        opened = await sender.send(
             make_registry(stub.base_url).endpoint("e"),
             b"{}",
             {"content-type": "application/json"},
-            {"connect": 1.0, "read": 1.0, "pool": None},
+            {"connect": 1.0, "read": 1.0},
         )
         assert isinstance(opened, AiohttpResponse)
         try:
             direct = forwarded_headers(opened.headers)
         finally:
             await opened.aclose()
+    finally:
+        await transport.aclose()
     through_httpx = forwarded_headers(
         httpx.Headers([("x-ratelimit-remaining", "1"), ("X-RateLimit-Remaining", "2")])
     )

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from router_model.registry import ModelSpec, Registry
+from router_model.registry import ModelSpec, Registry, RetryPolicy
 from server.upstream import RouteCaller, UpstreamPool, UpstreamSettings
 from tests.server.upstream.helpers import (
     FAST,
@@ -110,21 +110,39 @@ async def test_missing_usage_counts_zero_and_is_noted() -> None:
     assert reply.usage_missing
 
 
-async def test_500_then_success_is_retried() -> None:
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_5xx_is_not_retried_it_may_have_been_processed(status: int) -> None:
     recorder = Recorder(
-        json_response(500, {"error": {"message": "boom"}}),
+        json_response(status, {"error": {"message": "boom"}}),
         json_response(200, completion("ok", {"prompt_tokens": 1, "completion_tokens": 1})),
     )
     pool, registry = mock_pool(recorder)
     async with pool:
         reply = await pool.route_call(spec(registry, QWEN), "q", max_tokens=8)
-    assert reply.status == "ok"
-    assert reply.attempts == 2
-    assert len(recorder.requests) == 2
+    assert (reply.status, reply.http_status, reply.attempts) == ("http_error", status, 1)
+    assert len(recorder.requests) == 1
 
 
-async def test_500_forever_gives_http_error_after_max_retries() -> None:
-    recorder = Recorder(json_response(503, {"error": {"message": "overloaded\nnow"}}))
+async def test_503_is_retried_only_with_retry_after() -> None:
+    without = Recorder(json_response(503, {"error": {"message": "busy"}}))
+    pool, registry = mock_pool(without)
+    async with pool:
+        reply = await pool.route_call(spec(registry, QWEN), "q", max_tokens=8)
+    assert (reply.status, reply.attempts, len(without.requests)) == ("http_error", 1, 1)
+    with_header = Recorder(
+        json_response(503, {"error": {"message": "busy"}}, {"Retry-After": "0"}),
+        json_response(200, completion("ok")),
+    )
+    pool, registry = mock_pool(with_header)
+    async with pool:
+        reply = await pool.route_call(spec(registry, QWEN), "q", max_tokens=8)
+    assert (reply.status, reply.attempts, len(with_header.requests)) == ("ok", 2, 2)
+
+
+async def test_503_forever_gives_http_error_after_max_retries() -> None:
+    recorder = Recorder(
+        json_response(503, {"error": {"message": "overloaded\nnow"}}, {"Retry-After": "0"})
+    )
     pool, registry = mock_pool(recorder)
     async with pool:
         reply = await pool.route_call(spec(registry, QWEN), "q", max_tokens=8)
@@ -233,9 +251,10 @@ async def test_unknown_endpoint_is_a_value_not_an_exception() -> None:
     pool, registry = mock_pool(recorder)
     model = spec(registry, QWEN)
     assert model is not None
+    gone = model.deployments[0].model_copy(update={"endpoint": "gone"})
     async with pool:
         reply = await pool.route_call(
-            model.model_copy(update={"endpoint": "gone"}), "q", max_tokens=8
+            model.model_copy(update={"deployments": (gone,)}), "q", max_tokens=8
         )
     assert reply.status == "connect_error"
     assert reply.error is not None
@@ -345,7 +364,9 @@ async def test_cancellation_propagates_and_frees_the_slot() -> None:
             await task
         assert asyncio.all_tasks() == {asyncio.current_task()}
         # The single slot of this model is free again.
-        assert not pool._semaphore(model, registry.endpoint("e")).locked()
+        (slot,) = pool.deployments.slots(model)
+        assert not slot.semaphore.locked()
+        assert slot.in_flight == 0
 
 
 async def test_cancellation_closes_the_in_flight_request(stub: StubServer) -> None:
@@ -441,18 +462,30 @@ async def test_read_timeout_is_not_retried_by_default() -> None:
     assert (reply.status, reply.attempts, flaky.calls) == ("timeout", 1, 1)
 
 
-async def test_read_timeout_retried_once_when_enabled() -> None:
-    settings = FAST.model_copy(update={"retry_read_timeouts": True})
-    flaky = Flaky(httpx.ReadTimeout("slow"), failures=1)
-    pool, registry = mock_pool(flaky, settings)
+@pytest.mark.parametrize(
+    "error",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset"),
+    ],
+)
+async def test_failures_after_sending_are_retried_only_when_the_model_opts_in(
+    error: Exception,
+) -> None:
+    flaky = Flaky(error, failures=2)
+    pool, registry = mock_pool(flaky)
     async with pool:
         reply = await pool.route_call(spec(registry), "q", max_tokens=8)
-    assert (reply.status, reply.attempts) == ("ok", 2)
-    twice = Flaky(httpx.ReadTimeout("slow"), failures=2)
-    pool, registry = mock_pool(twice, settings)
+    assert (reply.attempts, flaky.calls) == (1, 1)
+    assert reply.error is not None
+    assert "ConnectTimeout" not in reply.error
+    opted_in = spec(registry).model_copy(update={"retry": RetryPolicy(unsafe=True)})
+    flaky = Flaky(error, failures=2)
+    pool, registry = mock_pool(flaky)
     async with pool:
-        reply = await pool.route_call(spec(registry), "q", max_tokens=8)
-    assert (reply.status, reply.attempts) == ("timeout", 2)  # only one read-timeout retry
+        reply = await pool.route_call(opted_in, "q", max_tokens=8)
+    assert (reply.status, reply.attempts, flaky.calls) == ("ok", 3, 3)
 
 
 @pytest.mark.parametrize(
@@ -460,7 +493,7 @@ async def test_read_timeout_retried_once_when_enabled() -> None:
     [
         httpx.ConnectError("refused"),
         httpx.ConnectTimeout("slow connect"),
-        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe while sending"),
     ],
 )
 async def test_connect_failures_are_retried(error: Exception) -> None:

@@ -19,7 +19,7 @@ from server.upstream import (
     UpstreamTimeoutError,
     build_client,
 )
-from server.upstream.pool import _retry_after_s
+from server.upstream.failures import retry_after_s as _retry_after_s
 from tests.server.upstream.helpers import FAST, StubServer, completion, make_registry
 
 
@@ -56,8 +56,12 @@ async def test_injected_transport_is_used() -> None:
 
 async def test_pool_closes_without_any_request() -> None:
     registry = make_registry()
-    async with UpstreamPool(lambda: registry):
-        pass
+    async with UpstreamPool(lambda: registry) as pool:
+        transport = pool.client._transport
+        assert isinstance(transport, AiohttpTransport)
+        assert not isinstance(transport.client, aiohttp.ClientSession)  # made on first use
+    assert pool.client.is_closed
+    assert not isinstance(transport.client, aiohttp.ClientSession)  # closing made none
 
 
 async def test_stream_consumer_cancelled_mid_stream_closes_upstream(stub: StubServer) -> None:
@@ -95,7 +99,8 @@ async def test_stream_consumer_cancelled_mid_stream_closes_upstream(stub: StubSe
         with pytest.raises(asyncio.CancelledError):
             await task
         await asyncio.wait_for(handler_done.wait(), 2)
-        assert not pool._semaphore(model, registry.endpoint("e")).locked()
+        assert [s.in_flight for s in pool.deployments.slots(model)] == [0]
+        assert not pool.deployments.slots(model)[0].semaphore.locked()
         assert stream.usage_estimated  # never $0: estimated from what was streamed
         assert stream.usage is not None
         assert stream.usage.completion_tokens == 1
@@ -115,6 +120,7 @@ def test_settings_fall_back_to_the_endpoint() -> None:
     assert (default.connect_timeout(endpoint), default.read_timeout(endpoint)) == (1.0, 9)
     assert default.model_limit(endpoint) == 7
     assert (default.total_timeout_s, default.max_retries) == (60.0, 2)
+    assert default.breaker_policy().failures == 5
     custom = UpstreamSettings(connect_timeout_s=2, read_timeout_s=3, max_connections_per_model=4)
     assert (custom.connect_timeout(endpoint), custom.read_timeout(endpoint)) == (2, 3)
     assert custom.model_limit(endpoint) == 4
