@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router_model.episode.loop import EpisodeRunner
 from router_model.episode.route import RouteCaller
+from router_model.episode.runner import EpisodeRunner
 from router_model.protocol.grammar import action_grammar
 from router_model.registry import Registry, RouterProfile
 from server.auth.access import AccessControl

@@ -17,8 +17,9 @@ from router_model.episode.events import (
     RouteStarted,
     split_turn,
 )
-from router_model.episode.loop import EpisodeRun, EpisodeRunner
+from router_model.episode.loop import EpisodeRun
 from router_model.episode.result import EpisodeResult
+from router_model.episode.runner import EpisodeRunner
 from router_model.episode.settings import EpisodeSettings, PolicyOverrides, resolve_settings
 from router_model.episode.special_tokens import SpecialTokenGuard
 from router_model.episode.trace import Outcome, RouterTotals, RouterTrace, RouteStep, StepAction

@@ -49,19 +49,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from router_model.episode.aio import aclose
 from router_model.episode.caps import worst_case_call_usd
 from router_model.episode.context import PolicyContext
 from router_model.episode.engine import (
     EngineError,
-    EpisodeEngines,
     GenerationChunk,
-    PolicyEngine,
 )
 from router_model.episode.events import (
     AnswerDelta,
@@ -75,9 +72,7 @@ from router_model.episode.events import (
 )
 from router_model.episode.ledger import Ledger
 from router_model.episode.result import EpisodeResult
-from router_model.episode.route import RouteCaller
-from router_model.episode.settings import EpisodeSettings, PolicyOverrides, resolve_settings
-from router_model.episode.special_tokens import SpecialTokenGuard
+from router_model.episode.settings import EpisodeSettings
 from router_model.episode.trace import (
     UPSTREAM_CANCELLED,
     UPSTREAM_DEADLINE,
@@ -91,79 +86,13 @@ from router_model.episode.turns import TurnState, estimated_prompt_tokens, visib
 from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt, render_upstream_prompt
 from router_model.protocol.turn import ActionKind, cut_turn, parse_action
-from router_model.registry import ModelSpec, Registry, RouterProfile
+from router_model.registry import ModelSpec
 from router_model.usage import Usage
 
 T = TypeVar("T")
 
-
-class EpisodeRunner:
-    """Runs Router-R1 episodes for one profile; safe to share between requests.
-
-    ``guard`` neutralises special-token strings with the engine's tokenizer; share one per
-    engine (it remembers what it asked). ``engines``: where each episode gets its own engine
-    (a replica set); without it every episode uses ``engine``.
-    """
-
-    def __init__(
-        self,
-        engine: PolicyEngine,
-        route_caller: RouteCaller,
-        registry: Registry,
-        profile: RouterProfile,
-        clock: Callable[[], float] = time.perf_counter,
-        *,
-        grammar: str | None = None,
-        guard: SpecialTokenGuard | None = None,
-        engines: EpisodeEngines | None = None,
-    ) -> None:
-        self.engine = engine
-        self.engines = engines
-        self.route_caller = route_caller
-        self.registry = registry
-        self.profile = profile
-        self.clock = clock
-        self.grammar = grammar
-        self.guard = guard or SpecialTokenGuard(engine.tokenize)
-        self.template = registry.policy_template(profile)
-        self.resolver = registry.resolver(profile)
-
-    def start(
-        self,
-        question: str,
-        overrides: PolicyOverrides | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> EpisodeRun:
-        """A new episode; play it with :meth:`EpisodeRun.events`."""
-        settings = resolve_settings(
-            self.profile, overrides or PolicyOverrides(), grammar=self.grammar
-        )
-        return EpisodeRun(self, question, settings, request_id or f"ep-{uuid.uuid4().hex}")
-
-    def run(
-        self,
-        question: str,
-        overrides: PolicyOverrides | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> AsyncGenerator[EpisodeEvent, None]:
-        """The episode's events; the last one is :class:`EpisodeFinished`."""
-        return self.start(question, overrides, request_id=request_id).events()
-
-    async def run_to_end(
-        self,
-        question: str,
-        overrides: PolicyOverrides | None = None,
-        *,
-        request_id: str | None = None,
-    ) -> EpisodeResult:
-        """Run the episode without streaming and return its result."""
-        run = self.start(question, overrides, request_id=request_id)
-        async with aclosing(run.events()) as events:
-            async for _ in events:
-                pass
-        return run.result()
+if TYPE_CHECKING:  # the runner builds runs; a run only reads its runner's parts
+    from router_model.episode.runner import EpisodeRunner
 
 
 class _DeadlineExceeded(Exception):

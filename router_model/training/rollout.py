@@ -15,9 +15,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from router_model.episode.loop import EpisodeRunner
 from router_model.episode.result import EpisodeResult
 from router_model.episode.route import RouteCaller
+from router_model.episode.runner import EpisodeRunner
 from router_model.episode.settings import PolicyOverrides
 from router_model.registry import Registry, RouterProfile
 from router_model.rewards.cost import raw_cost

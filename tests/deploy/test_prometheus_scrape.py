@@ -131,7 +131,9 @@ async def test_every_panel_returns_data(tmp_path: Path) -> None:
                 'sum(rate(router_r1_cache_lookups_total{result="hit"}[1m]))': "cache hits",
                 'sum(rate(router_r1_rejections_total{reason="budget"}[1m]))': "budget refusals",
                 'sum(rate(router_r1_rejections_total{reason="requests"}[1m]))': "rate limits",
-                'sum(rate(router_r1_upstream_calls_total{status!~"ok|cached|shared"}[1m]))': "errors",
+                'sum(rate(router_r1_upstream_calls_total{status!~"ok|cached|shared"}[1m]))': (
+                    "errors"
+                ),
                 "sum(rate(router_r1_invalid_actions_total[1m]))": "invalid actions",
             }
             for query, what in checks.items():

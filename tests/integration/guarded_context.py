@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from router_model.episode.engine import Generation, GenerationChunk, GenerationParams, PolicyEngine
-from router_model.episode.loop import EpisodeRunner
+from router_model.episode.runner import EpisodeRunner
 from router_model.protocol.observation import format_observation
 from router_model.protocol.prompt import fill_policy_prompt
 from router_model.registry import Registry, RouterProfile
