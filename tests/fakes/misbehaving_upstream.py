@@ -309,7 +309,9 @@ class MisbehavingUpstream:
         released = asyncio.ensure_future(self._released.wait())
         try:
             await asyncio.wait(
-                {released, client_left}, timeout=HANG_LIMIT_S, return_when="FIRST_COMPLETED"
+                {released, client_left},  # type: ignore[type-var]
+                timeout=HANG_LIMIT_S,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             released.cancel()

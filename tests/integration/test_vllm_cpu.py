@@ -194,7 +194,7 @@ async def proxy(vllm: VLLMCPU, routes: int) -> AsyncIterator[Proxy]:
     registry = vllm_registry(vllm)
     engine_calls = ScriptedTurns(pool_names(registry), routes)
     upstream = FakeUpstream(
-        scripts={m.upstream_model: UpstreamScript(reply=REPLY) for m in registry.models}
+        scripts={str(m.upstream_model): UpstreamScript(reply=REPLY) for m in registry.models}
     )
     settings = Settings.from_flat(
         dict(

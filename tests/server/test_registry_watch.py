@@ -27,7 +27,7 @@ from tests.server.file_edits import settled
 
 QUESTION = [{"role": "user", "content": "Who wrote the novel War and Peace?"}]
 ANSWER = "<think>Done.</think>\n<answer> Leo Tolstoy </answer>"
-PHI = {
+PHI: dict[str, Any] = {
     "name": "Phi-3-Mini-Instruct",
     "description": "Phi-3-Mini-Instruct is a small model added while the gateway was running.",
     "endpoint": "nim",

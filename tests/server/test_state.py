@@ -8,7 +8,7 @@ import httpx
 import yaml
 
 from router_model.registry import Registry
-from server.state import EnginePool
+from server.engines.pool import EnginePool
 from tests.fakes.registry import REGISTRY_FILE, default_registry, router_profile
 
 

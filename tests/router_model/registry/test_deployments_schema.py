@@ -201,8 +201,8 @@ def test_fallbacks_name_other_registry_models() -> None:
 
 def test_a_model_built_in_code_needs_pricing_too() -> None:
     with pytest.raises(ValueError, match="pricing is missing"):
-        ModelSpec(name="X", description="x", endpoint="a", upstream_model="x")
-    deployment = Deployment(endpoint="a", upstream_model="x", pricing=Pricing(free=True))
+        ModelSpec(name="X", description="x", endpoint="a", upstream_model="x")  # type: ignore[call-arg]
+    deployment = Deployment(endpoint="a", upstream_model="x", pricing=Pricing(free=True))  # type: ignore[call-arg]
     assert deployment.name == "a"
     spec = ModelSpec(name="X", description="x", deployments=(deployment,))
     assert RegistryFile.model_validate(

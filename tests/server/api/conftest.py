@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,8 @@ class Gateway:
     upstream: FakeUpstream
 
 
-GatewayFactory = Callable[..., Any]
+GatewayFactory = Callable[..., AbstractAsyncContextManager[Gateway]]
+"""``gateway(engine, upstream, registry, **settings)``: the gateway running, as a context."""
 
 
 @asynccontextmanager
@@ -55,5 +56,5 @@ async def running_gateway(
 
 
 @pytest.fixture
-def gateway() -> Callable[..., Any]:
+def gateway() -> GatewayFactory:
     return running_gateway

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 
 QWEN_ID = "qwen/qwen2.5-7b-instruct"
 QUESTION = [{"role": "user", "content": "Who wrote the novel War and Peace?"}]
@@ -26,7 +27,7 @@ ANSWER = "<think>Now I know.</think>\n<answer> Leo Tolstoy </answer>"
     ],
 )
 async def test_a_client_cap_keeps_a_route_from_running(
-    gateway: Any, headers: dict[str, str], router: dict[str, Any] | None
+    gateway: GatewayFactory, headers: dict[str, str], router: dict[str, Any] | None
 ) -> None:
     upstream = FakeUpstream({QWEN_ID: UpstreamScript(reply="Tolstoy.")})
     body: dict[str, Any] = {"model": "router-r1", "messages": QUESTION}
@@ -55,7 +56,7 @@ async def test_a_client_cap_keeps_a_route_from_running(
     ],
 )
 async def test_an_invalid_cap_is_a_400_naming_it(
-    gateway: Any, headers: dict[str, str], router: Any, param: str
+    gateway: GatewayFactory, headers: dict[str, str], router: Any, param: str
 ) -> None:
     body: dict[str, Any] = {"model": "router-r1", "messages": QUESTION}
     if router is not None:

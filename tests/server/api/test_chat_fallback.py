@@ -12,6 +12,7 @@ from router_model.registry import Registry, parse_registry
 from tests.fakes.registry import PROFILE, REGISTRY_FILE
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM, ScriptedTurn
+from tests.server.api.conftest import GatewayFactory
 
 FALLBACK = "LLaMA-3.1-8B-Instruct"
 FALLBACK_ID = "meta/llama-3.1-8b-instruct"
@@ -55,7 +56,7 @@ async def metric_value(gw: Any, name: str) -> float:
 
 
 async def test_no_answer_is_answered_by_the_fallback_with_the_original_messages(
-    gateway: Any,
+    gateway: GatewayFactory,
 ) -> None:
     up = upstream()
     async with gateway(FakeVLLM([ROUTE, THINK_ONLY]), up, registry=registry()) as gw:
@@ -99,7 +100,7 @@ async def test_no_answer_is_answered_by_the_fallback_with_the_original_messages(
     assert THINK_ONLY in completion.choices[0].message.model_extra["reasoning_content"]
 
 
-async def test_an_unavailable_engine_is_answered_by_the_fallback(gateway: Any) -> None:
+async def test_an_unavailable_engine_is_answered_by_the_fallback(gateway: GatewayFactory) -> None:
     engine = FakeVLLM([ScriptedTurn(status=503)])
     async with gateway(engine, upstream(), registry=registry()) as gw:
         completion = await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
@@ -111,7 +112,7 @@ async def test_an_unavailable_engine_is_answered_by_the_fallback(gateway: Any) -
     assert router["error"] is None
 
 
-async def test_a_condition_not_listed_keeps_the_error(gateway: Any) -> None:
+async def test_a_condition_not_listed_keeps_the_error(gateway: GatewayFactory) -> None:
     engine = FakeVLLM([ScriptedTurn(status=503)])
     up = upstream()
     async with gateway(engine, up, registry=registry(on=["no_answer"])) as gw:
@@ -123,7 +124,7 @@ async def test_a_condition_not_listed_keeps_the_error(gateway: Any) -> None:
     assert up.calls_to(FALLBACK_ID) == []
 
 
-async def test_a_passed_deadline_is_answered_by_the_fallback(gateway: Any) -> None:
+async def test_a_passed_deadline_is_answered_by_the_fallback(gateway: GatewayFactory) -> None:
     engine = FakeVLLM([ScriptedTurn(THINK_ONLY, delay_s=0.5)])
     async with gateway(engine, upstream(), registry=registry(deadline_s=0.05)) as gw:
         completion = await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
@@ -133,7 +134,7 @@ async def test_a_passed_deadline_is_answered_by_the_fallback(gateway: Any) -> No
     assert completion.choices[0].message.content == FALLBACK_REPLY
 
 
-async def test_an_answer_needs_no_fallback(gateway: Any) -> None:
+async def test_an_answer_needs_no_fallback(gateway: GatewayFactory) -> None:
     up = upstream()
     async with gateway(FakeVLLM([ANSWER]), up, registry=registry()) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(
@@ -145,7 +146,7 @@ async def test_an_answer_needs_no_fallback(gateway: Any) -> None:
     assert up.calls_to(FALLBACK_ID) == []
 
 
-async def test_a_failing_fallback_leaves_the_episode_outcome(gateway: Any) -> None:
+async def test_a_failing_fallback_leaves_the_episode_outcome(gateway: GatewayFactory) -> None:
     up = upstream(fallback=UpstreamScript(status=400))
     async with gateway(FakeVLLM([THINK_ONLY, THINK_ONLY]), up, registry=registry()) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(
@@ -160,7 +161,7 @@ async def test_a_failing_fallback_leaves_the_episode_outcome(gateway: Any) -> No
     assert "x-router-fallback" not in raw.headers
 
 
-async def test_a_cap_stops_the_fallback_call(gateway: Any) -> None:
+async def test_a_cap_stops_the_fallback_call(gateway: GatewayFactory) -> None:
     up = upstream()
     async with gateway(FakeVLLM([ROUTE, THINK_ONLY]), up, registry=registry()) as gw:
         completion = await gw.client.chat.completions.create(
@@ -198,7 +199,7 @@ def _content(chunks: list[dict[str, Any]]) -> str:
 
 
 async def test_a_streamed_no_answer_streams_the_fallback_after_the_reasoning(
-    gateway: Any,
+    gateway: GatewayFactory,
 ) -> None:
     async with gateway(FakeVLLM([THINK_ONLY, THINK_ONLY]), upstream(), registry=registry()) as gw:
         response, chunks = await _stream(gw)
@@ -218,7 +219,7 @@ async def test_a_streamed_no_answer_streams_the_fallback_after_the_reasoning(
 
 
 async def test_a_streamed_request_whose_engine_is_down_streams_the_fallback(
-    gateway: Any,
+    gateway: GatewayFactory,
 ) -> None:
     engine = FakeVLLM([ScriptedTurn(status=503)])
     async with gateway(engine, upstream(), registry=registry()) as gw:
@@ -231,7 +232,7 @@ async def test_a_streamed_request_whose_engine_is_down_streams_the_fallback(
 
 
 async def test_a_streamed_request_without_fallback_still_fails_with_the_engine(
-    gateway: Any,
+    gateway: GatewayFactory,
 ) -> None:
     engine = FakeVLLM([ScriptedTurn(status=503)])
     async with gateway(engine, upstream(), registry=registry(on=["no_answer"])) as gw:

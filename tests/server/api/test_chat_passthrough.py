@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import openai
 import pytest
 
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.server.api.conftest import GatewayFactory
 
 GEMMA = "google/gemma-2-27b-it"
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 
 
-async def test_passthrough_forwards_the_body_and_adds_cost(gateway: Any) -> None:
+async def test_passthrough_forwards_the_body_and_adds_cost(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(reply="hi there", completion_tokens=1000)})
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     async with gateway(upstream=upstream) as gw:
@@ -43,7 +43,9 @@ async def test_passthrough_forwards_the_body_and_adds_cost(gateway: Any) -> None
     assert raw.headers["x-router-routes"] == "0"
 
 
-async def test_passthrough_stream_is_verbatim_and_ends_with_accounting(gateway: Any) -> None:
+async def test_passthrough_stream_is_verbatim_and_ends_with_accounting(
+    gateway: GatewayFactory,
+) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(reply="one two three", completion_tokens=3)})
     async with gateway(upstream=upstream) as gw:
         response = await gw.http.post(
@@ -68,7 +70,7 @@ async def test_passthrough_stream_is_verbatim_and_ends_with_accounting(gateway: 
 
 
 async def test_passthrough_stream_with_usage_merges_cost_into_the_upstreams_chunk(
-    gateway: Any,
+    gateway: GatewayFactory,
 ) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(reply="one two", completion_tokens=2)})
     async with gateway(upstream=upstream) as gw:
@@ -91,7 +93,7 @@ async def test_passthrough_stream_with_usage_merges_cost_into_the_upstreams_chun
     assert final["id"] == events[0]["id"]
 
 
-async def test_passthrough_stream_through_the_sdk(gateway: Any) -> None:
+async def test_passthrough_stream_through_the_sdk(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(reply="a b", completion_tokens=2)})
     async with gateway(upstream=upstream) as gw:
         stream = await gw.client.chat.completions.create(
@@ -108,7 +110,9 @@ async def test_passthrough_stream_through_the_sdk(gateway: Any) -> None:
     )
 
 
-async def test_passthrough_stream_without_upstream_usage_is_estimated(gateway: Any) -> None:
+async def test_passthrough_stream_without_upstream_usage_is_estimated(
+    gateway: GatewayFactory,
+) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(reply="a b c", send_usage=False)})
     async with gateway(upstream=upstream) as gw:
         response = await gw.http.post(
@@ -132,7 +136,7 @@ async def test_passthrough_stream_without_upstream_usage_is_estimated(gateway: A
     ],
 )
 async def test_passthrough_upstream_errors(
-    gateway: Any, script: UpstreamScript, error: type[openai.APIStatusError], status: int
+    gateway: GatewayFactory, script: UpstreamScript, error: type[openai.APIStatusError], status: int
 ) -> None:
     upstream = FakeUpstream({GEMMA: script})
     async with gateway(upstream=upstream, upstream_passthrough_timeout_s=0.3) as gw:
@@ -144,7 +148,7 @@ async def test_passthrough_upstream_errors(
     assert set(body) == {"message", "type", "param", "code"}
 
 
-async def test_passthrough_stream_upstream_error_before_first_byte(gateway: Any) -> None:
+async def test_passthrough_stream_upstream_error_before_first_byte(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({GEMMA: UpstreamScript(status=503)})
     async with gateway(upstream=upstream) as gw:
         with pytest.raises(openai.InternalServerError) as info:

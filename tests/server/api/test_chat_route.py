@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from server.api.chat_completions import router as chat_router
 from server.api.chat_completions.router import PATH, ChatCompletionsFastPath
 from server.errors import APIError
+from tests.server.api.conftest import GatewayFactory
 
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 
@@ -82,7 +83,7 @@ async def test_a_failure_is_the_openai_envelope(handled: list[str]) -> None:
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
 
 
-async def test_the_gateway_serves_it_under_a_root_path(gateway: Any) -> None:
+async def test_the_gateway_serves_it_under_a_root_path(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         transport = httpx.ASGITransport(app=gw.app, root_path="/gateway")
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as http:
@@ -94,7 +95,7 @@ async def test_the_gateway_serves_it_under_a_root_path(gateway: Any) -> None:
     assert len(response.headers["x-request-id"]) == 32  # the request-id middleware ran first
 
 
-async def test_the_schema_still_documents_the_route(gateway: Any) -> None:
+async def test_the_schema_still_documents_the_route(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         schema = (await gw.http.get("/openapi.json")).json()
     assert "post" in schema["paths"][PATH]

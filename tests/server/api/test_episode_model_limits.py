@@ -9,6 +9,7 @@ from router_model.registry import ModelLimits, Registry
 from tests.fakes.registry import default_registry
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 
 QWEN, QWEN_ID = "Qwen2.5-7B-Instruct", "qwen/qwen2.5-7b-instruct"
 QUESTION = [{"role": "user", "content": "Who wrote the novel War and Peace?"}]
@@ -26,7 +27,9 @@ def limited(**limits: Any) -> Registry:
     return Registry(registry.spec.model_copy(update={"models": models}))
 
 
-async def test_a_route_over_the_models_minute_limit_is_not_executed(gateway: Any) -> None:
+async def test_a_route_over_the_models_minute_limit_is_not_executed(
+    gateway: GatewayFactory,
+) -> None:
     upstream = FakeUpstream({QWEN_ID: UpstreamScript(reply="Tolstoy.")})
     engine = FakeVLLM([ROUTE, ROUTE_AGAIN, ANSWER])
     async with gateway(engine, upstream, registry=limited(requests_per_minute=1)) as gw:
@@ -43,7 +46,9 @@ async def test_a_route_over_the_models_minute_limit_is_not_executed(gateway: Any
     assert "<information>None</information>" in engine.completions[-1].prompt_text
 
 
-async def test_a_route_too_long_for_the_models_context_is_not_executed(gateway: Any) -> None:
+async def test_a_route_too_long_for_the_models_context_is_not_executed(
+    gateway: GatewayFactory,
+) -> None:
     upstream = FakeUpstream()
     engine = FakeVLLM([ROUTE, ANSWER])
     async with gateway(engine, upstream, registry=limited(context_tokens=64)) as gw:

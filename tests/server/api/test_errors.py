@@ -11,6 +11,7 @@ import pytest
 from server.app import create_app
 from server.settings import Settings
 from tests.fakes.registry import default_registry
+from tests.server.api.conftest import GatewayFactory
 
 QUESTION = [{"role": "user", "content": "Who wrote War and Peace?"}]
 
@@ -23,7 +24,7 @@ def _envelope(body: Any) -> dict[str, Any]:
     return error
 
 
-async def test_unknown_model_is_404(gateway: Any) -> None:
+async def test_unknown_model_is_404(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         with pytest.raises(openai.NotFoundError) as info:
             await gw.client.chat.completions.create(model="gpt-17", messages=QUESTION)
@@ -41,7 +42,7 @@ async def test_unknown_model_is_404(gateway: Any) -> None:
     ],
 )
 async def test_profile_refuses_what_it_cannot_honour(
-    gateway: Any, extra: dict[str, Any], param: str
+    gateway: GatewayFactory, extra: dict[str, Any], param: str
 ) -> None:
     async with gateway() as gw:
         with pytest.raises(openai.BadRequestError) as info:
@@ -50,12 +51,13 @@ async def test_profile_refuses_what_it_cannot_honour(
     assert param in info.value.message
 
 
-async def test_image_content_is_refused_for_a_profile(gateway: Any) -> None:
+async def test_image_content_is_refused_for_a_profile(gateway: GatewayFactory) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     async with gateway() as gw:
         with pytest.raises(openai.BadRequestError) as info:
             await gw.client.chat.completions.create(
-                model="router-r1", messages=[{"role": "user", "content": [image]}]
+                model="router-r1",
+                messages=[{"role": "user", "content": [image]}],  # type: ignore[misc]
             )
     assert "image_url" in info.value.message
 
@@ -72,7 +74,7 @@ async def test_image_content_is_refused_for_a_profile(gateway: Any) -> None:
     ],
 )
 async def test_validation_errors_are_400_not_422(
-    gateway: Any, body: dict[str, Any], fragment: str
+    gateway: GatewayFactory, body: dict[str, Any], fragment: str
 ) -> None:
     async with gateway() as gw:
         response = await gw.http.post("/v1/chat/completions", json=body)
@@ -82,7 +84,7 @@ async def test_validation_errors_are_400_not_422(
     assert fragment in error["message"]
 
 
-async def test_invalid_json_is_400(gateway: Any) -> None:
+async def test_invalid_json_is_400(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         response = await gw.http.post(
             "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
@@ -91,7 +93,7 @@ async def test_invalid_json_is_400(gateway: Any) -> None:
     assert "JSON" in _envelope(response.json())["message"]
 
 
-async def test_too_large_is_413(gateway: Any) -> None:
+async def test_too_large_is_413(gateway: GatewayFactory) -> None:
     async with gateway(max_request_bytes=1000) as gw:
         with pytest.raises(openai.APIStatusError) as info:
             await gw.client.chat.completions.create(
@@ -100,7 +102,7 @@ async def test_too_large_is_413(gateway: Any) -> None:
     assert info.value.status_code == 413
 
 
-async def test_unknown_path_and_method(gateway: Any) -> None:
+async def test_unknown_path_and_method(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         missing = await gw.http.get("/v1/nothing")
         wrong = await gw.http.get("/v1/chat/completions")
@@ -110,7 +112,7 @@ async def test_unknown_path_and_method(gateway: Any) -> None:
     _envelope(wrong.json())
 
 
-async def test_request_id_is_echoed_or_made(gateway: Any) -> None:
+async def test_request_id_is_echoed_or_made(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         given = await gw.http.get("/health", headers={"x-request-id": "abc-123"})
         made = await gw.http.get("/health")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import openai
 import pytest
 
+from tests.server.api.conftest import GatewayFactory
 
-async def test_models_lists_profiles_and_registry_models(gateway: Any) -> None:
+
+async def test_models_lists_profiles_and_registry_models(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         page = await gw.client.models.list()
         ids = [model.id async for model in page]
@@ -21,7 +21,7 @@ async def test_models_lists_profiles_and_registry_models(gateway: Any) -> None:
     assert one.model_extra["router"]["pool"][0] == "Qwen2.5-7B-Instruct"
 
 
-async def test_ready_when_the_engine_answers(gateway: Any) -> None:
+async def test_ready_when_the_engine_answers(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         ready = await gw.http.get("/ready")
         health = await gw.http.get("/health")

@@ -22,6 +22,7 @@ from server.upstream.errors import (
 from server.upstream.fallback import fallback_chain, falls_back
 from tests.fakes.registry import default_registry
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.server.api.conftest import GatewayFactory
 
 GEMMA, QWEN, MISTRAL = "Gemma-2-27B-Instruct", "Qwen2.5-7B-Instruct", "Mistral-7B-Instruct"
 GEMMA_ID, QWEN_ID, MISTRAL_ID = (
@@ -81,7 +82,7 @@ def test_the_chain_is_the_model_then_its_known_fallbacks_in_order() -> None:
     assert [m.name for m in fallback_chain(smaller, gemma)] == [GEMMA, QWEN]
 
 
-async def test_a_5xx_falls_back_to_the_next_model(gateway: Any) -> None:
+async def test_a_5xx_falls_back_to_the_next_model(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream(
         {GEMMA_ID: UpstreamScript(status=500), QWEN_ID: UpstreamScript(reply="hello from qwen")}
     )
@@ -107,7 +108,7 @@ async def test_a_5xx_falls_back_to_the_next_model(gateway: Any) -> None:
     assert completion.usage.model_extra["cost"] == pytest.approx(steps[1]["cost_usd"])
 
 
-async def test_a_4xx_caused_by_the_request_never_falls_back(gateway: Any) -> None:
+async def test_a_4xx_caused_by_the_request_never_falls_back(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({GEMMA_ID: UpstreamScript(status=400)})
     async with gateway(upstream=upstream, registry=with_fallbacks(QWEN)) as gw:
         with pytest.raises(openai.BadRequestError):
@@ -115,7 +116,7 @@ async def test_a_4xx_caused_by_the_request_never_falls_back(gateway: Any) -> Non
     assert [c.model for c in upstream.calls] == [GEMMA_ID]
 
 
-async def test_a_429_after_its_retries_falls_back(gateway: Any) -> None:
+async def test_a_429_after_its_retries_falls_back(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({GEMMA_ID: UpstreamScript(status=429)})
     async with gateway(upstream=upstream, registry=with_fallbacks(QWEN)) as gw:
         raw = await gw.client.chat.completions.with_raw_response.create(
@@ -125,7 +126,7 @@ async def test_a_429_after_its_retries_falls_back(gateway: Any) -> None:
     assert [c.model for c in upstream.calls] == [GEMMA_ID] * 3 + [QWEN_ID]  # 1 + 2 retries
 
 
-async def test_too_long_for_the_model_goes_to_a_fallback_unsent(gateway: Any) -> None:
+async def test_too_long_for_the_model_goes_to_a_fallback_unsent(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream()
     long = [{"role": "user", "content": "word " * 8000}]  # ~10k tokens by the estimate
     registry = with_fallbacks(QWEN, context_tokens=8192)
@@ -141,7 +142,7 @@ async def test_too_long_for_the_model_goes_to_a_fallback_unsent(gateway: Any) ->
     assert (step["upstream_status"], step["upstream_attempts"]) == ("context_too_long", 0)
 
 
-async def test_too_long_without_a_fallback_is_a_400(gateway: Any) -> None:
+async def test_too_long_without_a_fallback_is_a_400(gateway: GatewayFactory) -> None:
     long = [{"role": "user", "content": "word " * 8000}]
     async with gateway(registry=with_fallbacks(context_tokens=8192)) as gw:
         with pytest.raises(openai.BadRequestError) as info:
@@ -149,7 +150,7 @@ async def test_too_long_without_a_fallback_is_a_400(gateway: Any) -> None:
     assert info.value.code == "context_length_exceeded"
 
 
-async def test_when_every_model_fails_the_last_error_is_returned(gateway: Any) -> None:
+async def test_when_every_model_fails_the_last_error_is_returned(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream(
         {
             GEMMA_ID: UpstreamScript(status=500),
@@ -165,7 +166,7 @@ async def test_when_every_model_fails_the_last_error_is_returned(gateway: Any) -
     assert [c.model for c in upstream.calls] == [GEMMA_ID, QWEN_ID, MISTRAL_ID]
 
 
-async def test_a_stream_falls_back_before_its_first_byte(gateway: Any) -> None:
+async def test_a_stream_falls_back_before_its_first_byte(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream(
         {GEMMA_ID: UpstreamScript(status=503), QWEN_ID: UpstreamScript(reply="one two")}
     )
@@ -186,7 +187,9 @@ async def test_a_stream_falls_back_before_its_first_byte(gateway: Any) -> None:
     assert final["router"]["totals"]["cost_usd"] == pytest.approx(steps[1]["cost_usd"])
 
 
-async def test_a_models_per_minute_limit_answers_429_with_retry_after(gateway: Any) -> None:
+async def test_a_models_per_minute_limit_answers_429_with_retry_after(
+    gateway: GatewayFactory,
+) -> None:
     upstream = FakeUpstream()
     async with gateway(upstream=upstream, registry=with_fallbacks(requests_per_minute=1)) as gw:
         await gw.client.chat.completions.create(model=GEMMA, messages=MESSAGES)
@@ -199,7 +202,7 @@ async def test_a_models_per_minute_limit_answers_429_with_retry_after(gateway: A
     assert len(upstream.calls) == 1
 
 
-async def test_a_rate_limited_model_hands_over_to_its_fallback(gateway: Any) -> None:
+async def test_a_rate_limited_model_hands_over_to_its_fallback(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream()
     registry = with_fallbacks(QWEN, requests_per_minute=1)
     async with gateway(upstream=upstream, registry=registry) as gw:
@@ -211,7 +214,7 @@ async def test_a_rate_limited_model_hands_over_to_its_fallback(gateway: Any) -> 
     assert [c.model for c in upstream.calls] == [GEMMA_ID, QWEN_ID]
 
 
-async def test_ready_shows_the_breakers(gateway: Any) -> None:
+async def test_ready_shows_the_breakers(gateway: GatewayFactory) -> None:
     async with gateway() as gw:
         await gw.client.chat.completions.create(model=GEMMA, messages=MESSAGES)
         ready = await gw.http.get("/ready")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,7 +11,7 @@ from router_model.episode import PolicyOverrides, resolve_settings
 from server.auth import hash_key
 from server.lifecycle.budget import episode_worst_case_usd
 from tests.fakes.registry import PROFILE, default_registry
-from tests.server.api.conftest import running_gateway
+from tests.server.api.conftest import GatewayFactory, running_gateway
 from tests.servers.fixtures import redis_server
 
 __all__ = ["gateway", "redis_server"]
@@ -37,7 +36,7 @@ def keys_json(*entries: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def gateway() -> Callable[..., Any]:
+def gateway() -> GatewayFactory:
     return running_gateway
 
 

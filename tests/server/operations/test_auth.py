@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 from tests.server.operations.conftest import (
     ADMIN_KEY,
     ANSWER,
@@ -28,7 +28,7 @@ def answers(n: int) -> FakeVLLM:
     return FakeVLLM([ANSWER] * n)
 
 
-async def test_a_wrong_key_is_401(gateway: Any) -> None:
+async def test_a_wrong_key_is_401(gateway: GatewayFactory) -> None:
     async with gateway(answers(1), api_keys=keys_json(key_entry("team-a", KEY_A))) as gw:
         with pytest.raises(openai.AuthenticationError) as info:
             await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
@@ -47,7 +47,7 @@ async def test_a_wrong_key_is_401(gateway: Any) -> None:
         assert (await client.models.list()).data
 
 
-async def test_open_mode_accepts_anyone(gateway: Any) -> None:
+async def test_open_mode_accepts_anyone(gateway: GatewayFactory) -> None:
     async with gateway(answers(1)) as gw:
         completion = await gw.client.chat.completions.create(model="router-r1", messages=QUESTION)
         assert completion.choices[0].message.content == "Leo Tolstoy"
@@ -55,7 +55,7 @@ async def test_open_mode_accepts_anyone(gateway: Any) -> None:
         assert usage["key"] == "anonymous"
 
 
-async def test_requests_per_minute_is_429_with_retry_after(gateway: Any) -> None:
+async def test_requests_per_minute_is_429_with_retry_after(gateway: GatewayFactory) -> None:
     keys = keys_json(key_entry("team-a", KEY_A, requests_per_minute=2))
     async with gateway(answers(3), api_keys=keys) as gw:
         client = gw.client.with_options(api_key=KEY_A)
@@ -69,7 +69,7 @@ async def test_requests_per_minute_is_429_with_retry_after(gateway: Any) -> None
         assert len(gw.engine.completions) == 2  # the refused request never reached the policy
 
 
-async def test_tokens_per_minute_is_429(gateway: Any) -> None:
+async def test_tokens_per_minute_is_429(gateway: GatewayFactory) -> None:
     keys = keys_json(key_entry("team-a", KEY_A, tokens_per_minute=10))
     async with gateway(answers(2), api_keys=keys) as gw:
         client = gw.client.with_options(api_key=KEY_A)
@@ -79,7 +79,7 @@ async def test_tokens_per_minute_is_429(gateway: Any) -> None:
         assert "10 tokens per minute" in info.value.message
 
 
-async def test_a_spent_budget_is_402(gateway: Any) -> None:
+async def test_a_spent_budget_is_402(gateway: GatewayFactory) -> None:
     budget = one_request_budget()  # admission reserves a request's worst case
     keys = keys_json(key_entry("team-a", KEY_A, budget_usd=budget, budget_period="day"))
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER, ANSWER]), api_keys=keys) as gw:
@@ -94,7 +94,7 @@ async def test_a_spent_budget_is_402(gateway: Any) -> None:
         assert int(info.value.response.headers["retry-after"]) >= 1
 
 
-async def test_an_admin_key_is_a_key_too(gateway: Any) -> None:
+async def test_an_admin_key_is_a_key_too(gateway: GatewayFactory) -> None:
     keys = keys_json(key_entry("ops", ADMIN_KEY, admin=True))
     async with gateway(answers(1), api_keys=keys) as gw:
         client = gw.client.with_options(api_key=ADMIN_KEY)
@@ -103,7 +103,7 @@ async def test_an_admin_key_is_a_key_too(gateway: Any) -> None:
 
 
 async def test_a_key_added_to_the_file_works_without_a_restart(
-    gateway: Any, tmp_path: Path
+    gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     path = tmp_path / "keys.json"
     path.write_text(keys_json(key_entry("team-a", KEY_A)))

@@ -26,6 +26,7 @@ from server.store.base import Reservation
 from tests.fakes.registry import PROFILE, REGISTRY_FILE
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 from tests.server.operations.conftest import KEY_A, key_entry, keys_json, spend_of
 from tests.servers.redis_server import RedisServer
 
@@ -103,7 +104,7 @@ class ReservingLedger:
 
 
 async def test_the_gateway_reserves_each_worst_case_and_settles_the_real_cost(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
+    gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = ReservingLedger(budget=0.0)
     monkeypatch.setattr(AccessControl, "admit", ledger.admit)
@@ -134,7 +135,7 @@ async def _burst_one(gw: Any) -> Any:
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_concurrent_requests_never_overshoot_a_budget(
-    gateway: Any, request: pytest.FixtureRequest, backend: str
+    gateway: GatewayFactory, request: pytest.FixtureRequest, backend: str
 ) -> None:
     settings: dict[str, Any] = {}
     if backend == "redis":

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 from tests.server.operations.conftest import (
     ANSWER,
     KEY_A,
@@ -27,7 +28,7 @@ def keys(**team_a: Any) -> str:
     return keys_json(key_entry("team-a", KEY_A, **team_a), key_entry("team-b", KEY_B))
 
 
-async def test_a_key_limited_to_a_profile_gets_403_for_a_model(gateway: Any) -> None:
+async def test_a_key_limited_to_a_profile_gets_403_for_a_model(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: UpstreamScript(reply="hi")})
     registry_keys = keys(profiles=["router-r1"], models=[])
     async with gateway(FakeVLLM([ANSWER]), upstream, api_keys=registry_keys) as gw:
@@ -49,7 +50,7 @@ async def test_a_key_limited_to_a_profile_gets_403_for_a_model(gateway: Any) -> 
         assert reply.choices[0].message.content == "hi"
 
 
-async def test_models_lists_only_what_the_key_may_use(gateway: Any) -> None:
+async def test_models_lists_only_what_the_key_may_use(gateway: GatewayFactory) -> None:
     async with gateway(api_keys=keys(profiles=[], models=[PASSTHROUGH])) as gw:
         a = gw.client.with_options(api_key=KEY_A)
         assert [card.id for card in (await a.models.list()).data] == [PASSTHROUGH]
@@ -65,7 +66,9 @@ async def test_models_lists_only_what_the_key_may_use(gateway: Any) -> None:
         assert {"router-r1", PASSTHROUGH, OTHER} <= listed
 
 
-async def test_a_refused_model_does_not_count_against_the_key_limits(gateway: Any) -> None:
+async def test_a_refused_model_does_not_count_against_the_key_limits(
+    gateway: GatewayFactory,
+) -> None:
     async with gateway(FakeVLLM([ANSWER]), api_keys=keys(models=[], requests_per_minute=1)) as gw:
         a = gw.client.with_options(api_key=KEY_A)
         with pytest.raises(openai.PermissionDeniedError):

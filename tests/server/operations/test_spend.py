@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import openai
 import pytest
 
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM, ScriptedTurn
+from tests.server.api.conftest import GatewayFactory
 from tests.server.operations.conftest import (
     ANSWER,
     KEY_A,
@@ -24,7 +23,7 @@ KEYS = keys_json(key_entry("team-a", KEY_A, budget_usd=100.0))
 REPLY = UpstreamScript(reply="Leo Tolstoy wrote it, in the 1860s.")
 
 
-async def test_a_completed_episode_is_charged_its_cost(gateway: Any) -> None:
+async def test_a_completed_episode_is_charged_its_cost(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: REPLY})
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER]), upstream, api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)
@@ -35,7 +34,7 @@ async def test_a_completed_episode_is_charged_its_cost(gateway: Any) -> None:
         assert await spend_of(gw, KEY_A) == pytest.approx(cost)
 
 
-async def test_a_streamed_episode_is_charged_its_cost(gateway: Any) -> None:
+async def test_a_streamed_episode_is_charged_its_cost(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: REPLY})
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER]), upstream, api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)
@@ -51,7 +50,7 @@ async def test_a_streamed_episode_is_charged_its_cost(gateway: Any) -> None:
         assert await spend_of(gw, KEY_A) == pytest.approx(costs[0])
 
 
-async def test_an_episode_failing_midway_is_charged_what_it_spent(gateway: Any) -> None:
+async def test_an_episode_failing_midway_is_charged_what_it_spent(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: REPLY})
     engine = FakeVLLM([ROUTE_QWEN, ScriptedTurn(status=500)])
     async with gateway(engine, upstream, api_keys=KEYS) as gw:
@@ -64,7 +63,7 @@ async def test_an_episode_failing_midway_is_charged_what_it_spent(gateway: Any) 
         assert await spend_of(gw, KEY_A) == pytest.approx((prompt + completion) * 0.3 / 1e6)
 
 
-async def test_a_stream_failing_midway_is_charged_what_it_spent(gateway: Any) -> None:
+async def test_a_stream_failing_midway_is_charged_what_it_spent(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: REPLY})
     engine = FakeVLLM([ROUTE_QWEN, ScriptedTurn(status=500)])
     async with gateway(engine, upstream, api_keys=KEYS) as gw:
@@ -78,7 +77,7 @@ async def test_a_stream_failing_midway_is_charged_what_it_spent(gateway: Any) ->
         assert await spend_of(gw, KEY_A) > 0
 
 
-async def test_passthrough_plain_and_streamed_are_charged(gateway: Any) -> None:
+async def test_passthrough_plain_and_streamed_are_charged(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: REPLY})
     async with gateway(FakeVLLM([]), upstream, api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
+from tests.server.api.conftest import GatewayFactory
 from tests.server.operations.conftest import (
     ADMIN_KEY,
     ANSWER,
@@ -30,7 +31,7 @@ def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-async def test_the_owner_and_an_admin_read_a_trace(gateway: Any) -> None:
+async def test_the_owner_and_an_admin_read_a_trace(gateway: GatewayFactory) -> None:
     upstream = FakeUpstream({QWEN: UpstreamScript(reply="Tolstoy.")})
     async with gateway(FakeVLLM([ROUTE_QWEN, ANSWER]), upstream, api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)
@@ -54,7 +55,7 @@ async def test_the_owner_and_an_admin_read_a_trace(gateway: Any) -> None:
         assert missing.status_code == 404
 
 
-async def test_streamed_episodes_keep_their_trace(gateway: Any) -> None:
+async def test_streamed_episodes_keep_their_trace(gateway: GatewayFactory) -> None:
     async with gateway(FakeVLLM([ANSWER]), api_keys=KEYS) as gw:
         client = gw.client.with_options(api_key=KEY_A)
         stream = await client.chat.completions.create(
@@ -70,7 +71,7 @@ async def test_streamed_episodes_keep_their_trace(gateway: Any) -> None:
         assert trace.json()["outcome"] == "answer"
 
 
-async def test_traces_expire(gateway: Any) -> None:
+async def test_traces_expire(gateway: GatewayFactory) -> None:
     async with gateway(FakeVLLM([ANSWER]), api_keys=KEYS, trace_ttl_s=0.2) as gw:
         client = gw.client.with_options(api_key=KEY_A)
         await client.chat.completions.create(
@@ -83,7 +84,7 @@ async def test_traces_expire(gateway: Any) -> None:
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_a_request_id_reused_by_another_key_keeps_both_traces_apart(
-    gateway: Any, backend: str, request: pytest.FixtureRequest
+    gateway: GatewayFactory, backend: str, request: pytest.FixtureRequest
 ) -> None:
     settings: dict[str, Any] = {"api_keys": KEYS}
     if backend == "redis":

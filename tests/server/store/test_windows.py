@@ -9,8 +9,8 @@ import pytest
 from server.store import budget_window, minute_window
 
 
-def at(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def test_minute_window() -> None:

@@ -39,14 +39,14 @@ def make_registry(
         connect_timeout_s=1.0,
     )
     models = (
-        ModelSpec(
+        ModelSpec(  # type: ignore[call-arg]  # deployments: filled from endpoint
             name="Qwen2.5-7B-Instruct",
             description="Qwen.",
             endpoint="e",
             upstream_model="qwen/qwen2.5-7b-instruct",
             pricing=Pricing(input_per_1m=0.3, output_per_1m=0.6),
         ),
-        ModelSpec(
+        ModelSpec(  # type: ignore[call-arg]  # deployments: filled from endpoint
             name="Gemma-2-27B-Instruct",
             description="Gemma.",
             endpoint="e",
