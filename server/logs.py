@@ -35,7 +35,7 @@ _STANDARD_ATTRS = frozenset(
 class LogSettings(BaseModel):
     """``ROUTER_R1_LOG_LEVEL``, ``ROUTER_R1_LOG_FORMAT``, ``ROUTER_R1_LOG_ACCESS``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     level: LogLevel = "info"
     format: Literal["text", "json"] = "text"

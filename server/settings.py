@@ -31,7 +31,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 class HttpSettings(BaseModel):
     """The HTTP server (``ROUTER_R1_HTTP_*``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     keepalive_timeout_s: PositiveFloat = 75.0
     """How long an idle client connection is kept open. Above the 60 s idle timeout of common
@@ -47,7 +47,7 @@ class HttpSettings(BaseModel):
 class StreamSettings(BaseModel):
     """Streamed responses (``ROUTER_R1_STREAM_*``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     keepalive_interval_s: PositiveFloat = 15.0
     """An SSE comment is sent when a stream has been silent this long (a route call, a long
@@ -67,6 +67,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        use_attribute_docstrings=True,
     )
 
     registry: Path = Path("model_registry.yaml")
@@ -141,3 +142,37 @@ def load_settings(**overrides: Any) -> Settings:
             for error in exc.errors()
         ]
         raise SettingsError("; ".join(problems)) from None
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value) or "(empty)"
+    return str(value)
+
+
+def _row(variable: str, field: Any) -> str:
+    description = " ".join((field.description or "").split()).replace("|", "\\|")
+    return f"| `{variable}` | `{_default(field.default)}` | {description} |"
+
+
+def settings_table() -> str:
+    """Every ``ROUTER_R1_*`` variable with its default and description, as the Markdown table
+    the README carries (``python -m server.settings`` prints it; a test keeps them equal)."""
+    rows = ["| variable | default | what it does |", "| --- | --- | --- |"]
+    sections = _sections()
+    for name, field in Settings.model_fields.items():
+        section = sections.get(name)
+        if section is None:
+            rows.append(_row(variable_name((name,)), field))
+            continue
+        for sub, subfield in section.model_fields.items():
+            rows.append(_row(variable_name((name, sub)), subfield))
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -12,7 +12,7 @@ class ApiKeySettings(BaseModel):
     """``ROUTER_R1_API_KEYS_FILE``, ``ROUTER_R1_API_KEYS``,
     ``ROUTER_R1_API_KEYS_RELOAD_INTERVAL_S``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     keys_file: Path | None = None
     """YAML or JSON key file (see server/auth/keys.py); no keys at all = open mode."""
@@ -26,7 +26,7 @@ class ApiKeySettings(BaseModel):
 class LimitSettings(BaseModel):
     """``ROUTER_R1_LIMITS_*``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     fail_open: bool = True
     """When the shared store is unreachable: admit requests without limits (True), or refuse

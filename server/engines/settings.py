@@ -15,7 +15,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class EngineSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     connect_timeout_s: PositiveFloat = 5.0
     read_timeout_s: PositiveFloat = 120.0

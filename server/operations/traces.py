@@ -16,7 +16,7 @@ logger = logging.getLogger("router_r1.traces")
 class TraceSettings(BaseModel):
     """``ROUTER_R1_TRACE_*``: how long recent requests' traces are kept."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     ttl_s: Annotated[float, Field(gt=0)] = 3600.0
     max_entries: Annotated[int, Field(gt=0)] = 10_000

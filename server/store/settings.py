@@ -14,7 +14,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 class RedisSettings(BaseModel):
     """``ROUTER_R1_REDIS_*``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     url: str | None = None
     """Unset: the in-memory store (one process, nothing shared). ``redis://host:6379/0`` (one

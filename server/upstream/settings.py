@@ -37,7 +37,7 @@ class UpstreamSettings(BaseModel):
     after ``breaker_cooldown_s`` and one successful probe call.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     connect_timeout_s: PositiveFloat | None = None
     read_timeout_s: PositiveFloat | None = None
@@ -90,7 +90,7 @@ class UpstreamSettings(BaseModel):
 class CacheSettings(BaseModel):
     """The sub-query cache (``ROUTER_R1_CACHE_*``): deterministic upstream calls only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     ttl_s: PositiveFloat = 3600.0
