@@ -38,7 +38,11 @@ class LogSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     level: LogLevel = "info"
+    """Lowest level written (``debug`` adds, for example, spend or traces not written while Redis
+    was away)."""
     format: Literal["text", "json"] = "text"
+    """``text``: time, level, logger, [request id], message, key=value fields; ``json``: one object
+    per line."""
     access: bool = True
     """One ``router_r1.access`` line per request."""
 

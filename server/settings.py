@@ -71,12 +71,18 @@ class Settings(BaseSettings):
     )
 
     registry: Path = Path("model_registry.yaml")
+    """The registry file (models and router profiles); its directory is watched for edits."""
     registry_reload_interval_s: Annotated[float, Field(ge=0)] = 1.0
     """How often the registry file is polled for edits; 0 turns hot reload off."""
     host: str = "127.0.0.1"
+    """Address `router-r1 serve` binds (``0.0.0.0`` to accept connections from other hosts)."""
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    """Port `router-r1 serve` listens on."""
     max_request_bytes: Annotated[int, Field(gt=0)] = 1_000_000
+    """A larger request body is refused with 413 before it is parsed."""
     max_question_chars: Annotated[int, Field(gt=0)] = 32_000
+    """A router profile's question longer than this is refused with 400 (the policy's context is
+    small)."""
     ready_timeout_s: PositiveFloat = 2.0
     """Bounds each readiness probe of a policy engine (``GET /ready``)."""
 

@@ -18,9 +18,13 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     connect_timeout_s: PositiveFloat = 5.0
+    """Connect timeout of every policy engine call."""
     read_timeout_s: PositiveFloat = 120.0
+    """Each wait for bytes from a policy engine (a long prefill included)."""
     max_connections: Annotated[int, Field(gt=0)] = 256
+    """Concurrent connections to the policy engines."""
     max_keepalive_connections: Annotated[int, Field(gt=0)] = 64
+    """Idle engine connections kept for reuse."""
     session_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{0,64}$")] = (
         "x-session-id"
     )

@@ -19,6 +19,7 @@ class TraceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     ttl_s: Annotated[float, Field(gt=0)] = 3600.0
+    """How long a request's trace can be read back (``GET /v1/router/traces``)."""
     max_entries: Annotated[int, Field(gt=0)] = 10_000
     """The traces kept in memory; with Redis, the entries of each trace listing index (the
     traces themselves are bounded by the TTL)."""

@@ -22,7 +22,9 @@ class RedisSettings(BaseModel):
     ``redis+sentinel://s1:26379,s2:26379/mymaster/0`` (a Sentinel-managed primary); ``rediss``
     for TLS. All forms: server/store/redis_connect.py."""
     prefix: str = "router-r1:"
+    """Prefix of every Redis key (several gateways can share one Redis with different prefixes)."""
     max_connections: Annotated[int, Field(gt=0)] = 64
+    """Redis connections of one process."""
     timeout_s: PositiveFloat = 0.25
     """Bounds every Redis operation: connect, read, and waiting for a pooled connection."""
     retry_interval_s: PositiveFloat = 1.0

@@ -40,24 +40,47 @@ class UpstreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     connect_timeout_s: PositiveFloat | None = None
+    """Overrides every endpoint's connect timeout (the registry's default is 5 s)."""
     read_timeout_s: PositiveFloat | None = None
+    """Overrides every endpoint's read timeout: each wait for bytes (the registry's default is 120
+    s)."""
     total_timeout_s: PositiveFloat = 60.0
+    """Bounds one routed sub-query call: queueing, every attempt and every backoff."""
     passthrough_timeout_s: PositiveFloat | None = 600.0
+    """Bounds a whole passthrough call, streamed or not, to its last byte (unset: no overall
+    bound)."""
     stream_idle_timeout_s: PositiveFloat = 60.0
+    """At most this long between two chunks of an upstream stream (or the read timeout, if
+    shorter)."""
 
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Retries after the first try, only of what the upstream cannot have processed (connect
+    failure, 429, 503 with Retry-After) unless a model opts in."""
     backoff_base_s: Annotated[float, Field(ge=0)] = 0.25
+    """Backoff before retry n: uniform(d/2, d) with d = min(cap, base * 2**(n-1)); a retry to
+    another deployment goes at once."""
     backoff_cap_s: Annotated[float, Field(ge=0)] = 2.0
+    """Longest backoff; a Retry-After above it ends the retries."""
 
     breaker_failures: Annotated[int, Field(gt=0)] = 5
+    """Consecutive failures that open a deployment's circuit breaker."""
     breaker_error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """Share of failed calls over the window that also opens it (given the minimum number of
+    calls)."""
     breaker_window_s: PositiveFloat = 30.0
+    """The window of the error ratio."""
     breaker_min_calls: Annotated[int, Field(gt=0)] = 10
+    """Calls in the window before the error ratio counts."""
     breaker_cooldown_s: PositiveFloat = 30.0
+    """How long an open breaker keeps calls off a deployment before one half-open probe."""
 
     max_connections_per_model: Annotated[int, Field(gt=0)] | None = None  # None: endpoint's
+    """Concurrent connections to one model's endpoint (unset: the endpoint's own
+    ``max_connections``)."""
     max_connections_total: Annotated[int, Field(gt=0)] = 1000
+    """Concurrent upstream connections of the whole process."""
     keepalive_expiry_s: PositiveFloat = 30.0
+    """An idle pooled upstream connection is closed after this long."""
 
     def connect_timeout(self, endpoint: Endpoint) -> float:
         return self.connect_timeout_s or endpoint.connect_timeout_s
@@ -93,10 +116,13 @@ class CacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     enabled: bool = True
+    """Answer deterministic sub-queries (temperature 0 with a seed) from the cache."""
     ttl_s: PositiveFloat = 3600.0
+    """How long a cached sub-query reply is served."""
     max_entries: Annotated[int, Field(gt=0)] = 10_000
     """In-memory store only; with Redis the bound is the TTL and Redis' own maxmemory policy."""
     max_entry_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    """A larger reply is not cached."""
     coalesce: bool = True
     """Identical deterministic sub-queries in flight at once share one upstream call
     (``server.upstream.coalesce``), cache or no cache."""

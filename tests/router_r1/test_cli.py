@@ -64,3 +64,11 @@ def test_registry_check_bad_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "models[5] ('Gemma-2-27B-Instruct'): upstream_model is missing" in result.stderr
+
+
+def test_version_is_the_distributions() -> None:
+    from importlib.metadata import version
+
+    result = _run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"router-r1 {version('router-r1-proxy')}"
