@@ -423,6 +423,59 @@ async def test_concurrent_episodes_are_batched(vllm_cpu: VLLMCPU) -> None:
     print(f"\n4 concurrent episodes: wall {wall:.1f} s, episode times summed {elapsed:.1f} s")
 
 
+# Twelve distinct questions: ScriptedTurns tells episodes apart by their first prompt.
+FIDELITY_QUESTIONS = [
+    *QUESTIONS,
+    "Who painted the Mona Lisa",
+    "What is the largest ocean on Earth",
+    "Which element has the chemical symbol O",
+    "How many continents are there",
+    "What language is spoken in Brazil",
+    "Who discovered penicillin",
+    "What is the boiling point of water in Celsius",
+    "Which metal is liquid at room temperature",
+]
+
+
+async def test_token_fidelity_over_many_episodes(vllm_cpu: VLLMCPU) -> None:
+    """The fidelity property over many real vLLM episodes (four at a time, every other one
+    streamed to the client): every turn's prompt ids are the training layout built piece by
+    piece. Only the layout is asserted, never what the model wrote."""
+    routes = 2
+    started = time.perf_counter()
+    async with proxy(vllm_cpu, routes) as gw:
+        slots = asyncio.Semaphore(4)
+
+        async def episode(i: int, question: str) -> None:
+            async with slots:
+                request: dict[str, Any] = dict(
+                    model=LOCAL_PROFILE, messages=[{"role": "user", "content": question}], seed=i
+                )
+                if i % 2:
+                    stream = await gw.client.chat.completions.create(**request, stream=True)
+                    _ = [chunk async for chunk in stream]
+                else:
+                    await gw.client.chat.completions.create(**request)
+
+        await asyncio.gather(*(episode(i, q) for i, q in enumerate(FIDELITY_QUESTIONS)))
+        calls = gw.engine_calls.completions()
+        compared = 0
+        async with engine_on(vllm_cpu) as engine:
+            template = gw.registry.policy_template(local_profile(gw.registry))
+            for question in FIDELITY_QUESTIONS:
+                first = await engine.chat_prompt_ids(fill_policy_prompt(template, question))
+                mine = [c for c in calls if c.request["prompt"][: len(first)] == first]
+                assert len(mine) == routes + 1, question
+                expected = await expected_prompts(engine, gw.registry, question, mine)
+                assert [c.request["prompt"] for c in mine] == expected, question
+                compared += sum(len(prompt) for prompt in expected)
+    assert len(calls) == len(FIDELITY_QUESTIONS) * (routes + 1)
+    print(
+        f"\ntoken fidelity (vLLM-CPU): {len(FIDELITY_QUESTIONS)} episodes, {len(calls)} turns, "
+        f"{compared} ids compared, 0 mismatches, {time.perf_counter() - started:.0f} s"
+    )
+
+
 # --- the Grafana dashboard's vLLM panels ----------------------------------------------------
 
 
