@@ -44,6 +44,11 @@ if [ "${1:-}" = "--print-path" ]; then  # where the binary is (or will be); buil
   echo "$binary"
   exit 0
 fi
+# One build at a time: a second run (another terminal, a helper, CI steps) waits for the
+# first and then finds the binary.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.llama-server.lock"
+flock 9
 if [ -x "$binary" ]; then
   echo "==> llama-server is built: $binary"
   exit 0
