@@ -1,8 +1,8 @@
 """Token fidelity over many real episodes on llama-server: a property of every sampled text.
 
 Short episodes through the in-process gateway against the real local stack, four at a time,
-every other one streamed to the client: 24 with the SmolLM2 plumbing policy (eight questions,
-three seeds), and 4 with the Qwen2.5 policy, the production layout (Qwen's chat template
+every other one streamed to the client: 16 with the SmolLM2 plumbing policy (eight questions,
+two seeds), and 4 with the Qwen2.5 policy, the production layout (Qwen's chat template
 with its default system prompt, each turn and observation tokenized on its own by Qwen's
 tokenizer).
 For every policy turn, the ids the engine received must be the training layout rebuilt
@@ -58,7 +58,7 @@ QUESTIONS = [
 CONCURRENCY = 4
 # (profile, questions, seeds): many fast SmolLM2 episodes, a few Qwen ones
 RUNS = {
-    PLUMBING_PROFILE: (QUESTIONS, range(3)),
+    PLUMBING_PROFILE: (QUESTIONS, range(2)),
     LOCAL_PROFILE: (QUESTIONS[:4], range(1)),
 }
 # short episodes: two routes at most, short upstream replies; max_turn_tokens is above what
