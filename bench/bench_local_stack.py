@@ -141,6 +141,7 @@ async def gateway(registry: Registry) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings.from_flat(
         {
             "cache_enabled": False,  # every route reaches its model
+            "upstream_keepalive_expiry_s": 4.0,  # under llama-server's 5 s idle timeout
             "log_access": False,
             "upstream_total_timeout_s": 300,
             "engine_read_timeout_s": 300,
@@ -163,7 +164,7 @@ async def sample_rss(
     while not stop.is_set():
         sample = {name: rss_mb(pid) for name, pid in pids.items()}
         sample["gateway"] = rss_mb(os.getpid())
-        sample["episodes_done"] = float(done[0])
+        sample["done"] = float(done[0])
         phase.rss.append(sample)
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -199,8 +200,9 @@ async def play(
                 phase.errors += 1
                 print(f"  episode {n}: {type(exc).__name__}: {exc}", flush=True)
             done[0] += 1
-            if done[0] % 10 == 0:
-                print(f"  {phase.name}: {done[0]}/{episodes} episodes", flush=True)
+            if done[0] % 10 == 0 and phase.rss:
+                rss = ", ".join(f"{k} {v:.0f}" for k, v in phase.rss[-1].items() if k != "done")
+                print(f"  {phase.name}: {done[0]}/{episodes} episodes; RSS MB {rss}", flush=True)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(episodes)))
@@ -219,8 +221,27 @@ def rss_table(phases: list[Phase], names: list[str]) -> list[str]:
         for i in picks:
             s = samples[i]
             row = " ".join(f"{s[n]:>12.0f}" for n in names)
-            lines.append(f"{phase.name:<11} {int(s['episodes_done']):>5} {row}")
+            lines.append(f"{phase.name:<11} {int(s['done']):>5} {row}")
     return lines
+
+
+def with_limits(registry: Registry, args: argparse.Namespace) -> Registry:
+    """``registry`` with ``--max-routes``/``--upstream-max-tokens`` applied to the profile."""
+    limits = {
+        key: value
+        for key, value in (
+            ("max_routes", args.max_routes),
+            ("upstream_max_tokens", args.upstream_max_tokens),
+        )
+        if value is not None
+    }
+    profiles = tuple(
+        p.model_copy(update={"limits": p.limits.model_copy(update=limits)})
+        if p.name == args.profile
+        else p
+        for p in registry.spec.profiles
+    )
+    return Registry(registry.spec.model_copy(update={"profiles": profiles}), registry.source)
 
 
 def main() -> int:
@@ -230,6 +251,10 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=100, help="episodes in the slots phase")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-routes", type=int, default=None, help="override the profile's")
+    parser.add_argument(
+        "--upstream-max-tokens", type=int, default=None, help="override the profile's"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
     return asyncio.run(run(args))
@@ -252,7 +277,7 @@ async def run(args: argparse.Namespace) -> int:
                 if s.process
             }
             environ = {PORT_ENV[spec.name]: str(spec.port) for spec in specs}
-            registry = Registry.from_file(local_registry_path(), environ=environ)
+            registry = with_limits(Registry.from_file(local_registry_path(), environ=environ), args)
             phases = [Phase("sequential", 1), Phase("slots", args.concurrency)]
             async with gateway(registry) as client:
                 await play(client, phases[0], args.profile, questions, args.sequential, servers, 0)
@@ -263,7 +288,8 @@ async def run(args: argparse.Namespace) -> int:
     names = [spec.name for spec in specs] + ["gateway"]
     summaries = [p.summary() for p in phases]
     print(
-        f"\nprofile {args.profile}; servers: "
+        f"\nprofile {args.profile} (overrides: max_routes {args.max_routes}, "
+        f"upstream_max_tokens {args.upstream_max_tokens}); servers: "
         + "; ".join(
             f"{s.name} {s.parallel} slots x {s.ctx_per_slot} ctx, cache-ram {s.cache_ram_mib} MiB"
             for s in specs

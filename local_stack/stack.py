@@ -117,6 +117,9 @@ def stack_environment(
     # A routed call may wait for a slot behind policy turns (CPU decoding is slow).
     env.setdefault("ROUTER_R1_UPSTREAM_TOTAL_TIMEOUT_S", "300")
     env.setdefault("ROUTER_R1_ENGINE_READ_TIMEOUT_S", "300")
+    # The pool's models are llama-servers too, whose HTTP library closes a connection idle
+    # for 5 s: reuse one for less (see ROUTER_R1_ENGINE_KEEPALIVE_EXPIRY_S).
+    env.setdefault("ROUTER_R1_UPSTREAM_KEEPALIVE_EXPIRY_S", "4")
     env.setdefault("ROUTER_R1_LOG_LEVEL", "warning")
     return env
 

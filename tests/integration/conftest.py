@@ -85,6 +85,7 @@ async def live_gateway(registry: Registry, **settings: Any) -> AsyncIterator[Liv
         "upstream_total_timeout_s": 300.0,
         "engine_read_timeout_s": 300.0,
         "cache_enabled": False,  # every route reaches its upstream
+        "upstream_keepalive_expiry_s": 4.0,  # under llama-server's 5 s idle timeout
         "registry_reload_interval_s": 0,
     }
     app = create_app(
