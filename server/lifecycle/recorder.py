@@ -71,7 +71,7 @@ class OutcomeRecorder:
             metrics.trace_finished(outcome.profile, outcome.trace)
         if exc is not None and error is not None and is_internal(exc, error):
             logger.error("unhandled error while serving a request", exc_info=exc)
-        if self._access_log:
+        if self._access_log and access_logger.isEnabledFor(logging.INFO):
             _log_access(outcome)
         for exporter in self._exporters:
             try:
@@ -112,6 +112,9 @@ class OutcomeRecorder:
 
 
 async def _gather(work: list[Coroutine[Any, Any, None]]) -> None:
+    if len(work) == 1:  # gather would wrap a lone coroutine in one more task
+        await work[0]
+        return
     await asyncio.gather(*work)
 
 

@@ -81,6 +81,8 @@ class RequestLifecycle:
         self._first_token_s: float | None = None
         self._error: BaseException | None = None
         self._closed = False
+        # the passthrough trace a response carried, and how many calls it covered
+        self._served_trace: tuple[int, RouterTrace] | None = None
 
     # ------------------------------------------------------------------ what it serves
 
@@ -129,6 +131,8 @@ class RequestLifecycle:
         reply, the last chunk of its stream); the closing trace is built the same way."""
         trace = self._trace(200, None)
         assert trace is not None, "trace_so_far() before the request served anything"
+        if self._run is None:
+            self._served_trace = (len(self._calls), trace)
         return trace
 
     # ------------------------------------------------------------------ the end
@@ -166,9 +170,14 @@ class RequestLifecycle:
             if self._fallback is not None:
                 trace = with_fallback(trace, self._fallback, self.elapsed_ms())
             return trace
-        if self._calls:
-            return self._passthrough_trace("completed" if message is None else ended, message)
-        return None
+        if not self._calls:
+            return None
+        served = self._served_trace
+        if message is None and served is not None and served[0] == len(self._calls):
+            # A successful passthrough closes right after its response carried the trace:
+            # that one is stored too (building it twice was a tenth of a request's CPU).
+            return served[1]
+        return self._passthrough_trace("completed" if message is None else ended, message)
 
     def _passthrough_trace(self, outcome: Outcome, message: str | None) -> RouterTrace:
         """One step per upstream call (the model's, then each fallback's that was tried)."""
