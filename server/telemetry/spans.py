@@ -205,6 +205,10 @@ class _Builder:
         provider = self.facts.policy_provider
         ends = [s.started_ms for s in trace.steps[1:]] + [trace.totals.total_ms]
         for step, end_ms in zip(trace.steps, ends, strict=True):
+            if step.action == "fallback":  # the profile's fallback model: no policy turn
+                if step.upstream_started_ms is not None and step.model is not None:
+                    self.step_call(parent, base, step)
+                continue
             attributes: Attributes = {
                 A.OPERATION: A.OP_COMPLETION,
                 A.REQUEST_MODEL: policy,
