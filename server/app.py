@@ -146,7 +146,7 @@ async def _build_state(
 ) -> AppState:
     """Every long-lived object, each closed by ``stack`` in reverse order of creation."""
     holder = RegistryHolder(registry or load_servable(settings.registry))
-    metrics = Metrics()
+    metrics = Metrics(version=gateway_version())
     stack.callback(worker_exited, os.getpid())
     store = build_store(
         settings.redis,
