@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
@@ -39,6 +39,14 @@ class ActiveTrace:
 
     context: RequestTraceContext
     run: EpisodeRun | None = None
+    # span id -> its headers: an episode makes about ten engine calls per turn's span
+    _headers: dict[int | None, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def _under(self, span_id: int | None) -> dict[str, str]:
+        headers = self._headers.get(span_id)
+        if headers is None:
+            headers = self._headers[span_id] = self.context.headers(span_id)
+        return headers
 
     def engine_headers(self) -> dict[str, str]:
         """For a policy engine call: under the current turn's span (before the first turn,
@@ -46,8 +54,8 @@ class ActiveTrace:
         run = self.run
         turn = run.turn if run is not None else None
         if turn is None:
-            return self.context.headers()
-        return self.context.headers(self.context.child_span_id("turn", turn.index))
+            return self._under(None)
+        return self._under(self.context.child_span_id("turn", turn.index))
 
     def upstream_headers(self) -> dict[str, str]:
         """For an upstream call: under the current turn's upstream-call span while that call
@@ -55,8 +63,8 @@ class ActiveTrace:
         run = self.run
         turn = run.turn if run is not None else None
         if turn is not None and turn.upstream_started_ms is not None and turn.reply is None:
-            return self.context.headers(self.context.child_span_id("upstream", turn.index))
-        return self.context.headers()
+            return self._under(self.context.child_span_id("upstream", turn.index))
+        return self._under(None)
 
 
 # Module level, like ``server.logs.request_id_var``: a context variable must be created once;

@@ -148,7 +148,6 @@ class _Builder:
             )
         attributes: Attributes = {
             A.REQUEST_ID: facts.request_id,
-            A.MODE: facts.mode,
             A.HTTP_STATUS: facts.status_code,
         }
         if facts.stream:
@@ -265,7 +264,7 @@ class _Builder:
                 A.LATENCY_MS: step.upstream_latency_ms,
             }
         )
-        if step.upstream_attempts:
+        if step.upstream_attempts > 1:  # retried (one attempt is the rule: not written)
             attributes[A.ATTEMPTS] = step.upstream_attempts
         start = base + _ms(step.upstream_started_ms or 0.0)
         end = start + _ms(step.upstream_latency_ms)
@@ -289,14 +288,17 @@ class _Builder:
 
 def _call_attributes(call: UpstreamCall) -> Attributes:
     """A passthrough request's upstream call, on its request span (the span's duration is
-    the latency; ``upstream_status`` says ``cached``)."""
+    the latency). Each attribute costs export CPU: ``upstream_status`` is written unless
+    ``ok`` (``cached``, or the failure), ``attempts`` only for a call that was retried."""
     attributes: Attributes = {
-        A.UPSTREAM_STATUS: call.status,
         A.INPUT_TOKENS: call.prompt_tokens,
         A.OUTPUT_TOKENS: call.completion_tokens,
         A.COST: call.cost_usd,
-        A.ATTEMPTS: call.attempts,
     }
+    if call.status != "ok":
+        attributes[A.UPSTREAM_STATUS] = call.status
+    if call.attempts > 1:
+        attributes[A.ATTEMPTS] = call.attempts
     if call.deployment is not None:
         attributes[A.DEPLOYMENT] = call.deployment
     if call.response_model is not None:
