@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from playwright.async_api import BrowserContext, expect
 
 from server.app import create_app
@@ -24,6 +25,7 @@ from tests.server.ui.test_trace_viewer import ARTIFACTS, WAIT_MS, browser, rows,
 from tests.servers.uvicorn_server import serving
 
 __all__ = ["browser"]  # the fixture, shared with the fake-API tests
+pytestmark = pytest.mark.slow
 
 SHOTS = ARTIFACTS.parent / "gateway-viewer"
 QWEN_UPSTREAM = "qwen/qwen2.5-7b-instruct"
@@ -58,17 +60,20 @@ async def test_the_gateway_serves_the_viewer_over_its_own_traces(
     )
     async with serving(app) as port:
         base = f"http://127.0.0.1:{port}"
-        alice = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="rr1-alice", max_retries=0)
-        bob = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="rr1-bob", max_retries=0)
-        routed = await alice.chat.completions.create(
-            model="router-r1", messages=[{"role": "user", "content": "Who wrote War and Peace?"}]
-        )
-        await alice.chat.completions.create(
-            model="Qwen2.5-7B-Instruct", messages=[{"role": "user", "content": "Hello"}]
-        )
-        await bob.chat.completions.create(
-            model="router-r1", messages=[{"role": "user", "content": "Capital of France?"}]
-        )
+        async with (
+            openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="rr1-alice", max_retries=0) as alice,
+            openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="rr1-bob", max_retries=0) as bob,
+        ):
+            routed = await alice.chat.completions.create(
+                model="router-r1",
+                messages=[{"role": "user", "content": "Who wrote War and Peace?"}],
+            )
+            await alice.chat.completions.create(
+                model="Qwen2.5-7B-Instruct", messages=[{"role": "user", "content": "Hello"}]
+            )
+            await bob.chat.completions.create(
+                model="router-r1", messages=[{"role": "user", "content": "Capital of France?"}]
+            )
         routed_id = routed.id.removeprefix("chatcmpl-")
         async with httpx.AsyncClient(base_url=base) as http:
             page_response = await http.get("/ui/")
