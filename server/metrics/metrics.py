@@ -75,8 +75,8 @@ class Metrics:
         r = self.registry = registry or CollectorRegistry()
         # The private registry has none of the default registry's collectors: the process's
         # CPU, memory, fds (process_*), the collector's passes (python_gc_*), python_info.
-        # In multiprocess mode a scrape is the merged files only (``exposition.render``):
-        # these would describe whichever worker answered, so they are not served there.
+        # In multiprocess mode a scrape is the merged files (``exposition.render``) plus
+        # every live worker's process_* read from /proc, labelled pid; not these.
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         PlatformCollector(registry=r)

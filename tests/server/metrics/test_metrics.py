@@ -127,6 +127,12 @@ async def test_a_failed_stream_is_counted_with_its_error() -> None:
     )
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The children of ``parent`` (uvicorn's workers), from /proc."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
 @pytest.mark.slow
 def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
     """Two uvicorn workers: /metrics on either shows every worker's requests."""
@@ -166,8 +172,11 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
             == 20
         )
         assert value(found, "router_r1_build_info", version=gateway_version()) == 1
-        # one worker's process figures would pass for the fleet's: not served in this mode
-        assert not any(name.startswith("process_") for name, _ in found)
+        # every live worker's process figures, each labelled with its pid
+        cpu = [dict(labels) for name, labels in found if name == "process_cpu_seconds_total"]
+        assert len(cpu) == 2
+        assert {int(labels["pid"]) for labels in cpu} <= set(worker_pids(process.pid))
+        assert not any(name.startswith("python_gc_") for name, _ in found)
     finally:
         process.send_signal(signal.SIGINT)
         try:
