@@ -20,6 +20,7 @@ from server.lifecycle.request import RequestLifecycle
 from server.metrics.metrics import Metrics
 from server.operations.traces import TraceArchive
 from server.store.base import TraceSummary
+from server.telemetry.propagation import current_trace
 
 logger = logging.getLogger("router_r1.errors")
 access_logger = logging.getLogger("router_r1.access")
@@ -53,7 +54,7 @@ class OutcomeRecorder:
 
     def open(self, request_id: str) -> RequestLifecycle:
         self._metrics.in_flight.inc()
-        return RequestLifecycle(request_id, self)
+        return RequestLifecycle(request_id, self, telemetry=current_trace())
 
     async def record(self, outcome: RequestOutcome, exc: BaseException | None) -> None:
         metrics = self._metrics

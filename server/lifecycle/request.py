@@ -32,6 +32,7 @@ from server.lifecycle.fallback import FallbackCall, with_fallback
 from server.lifecycle.outcome import RequestOutcome
 from server.metrics.metrics import NONE, PASSTHROUGH, ROUTER
 from server.store.base import Reservation
+from server.telemetry.propagation import ActiveTrace
 
 
 class OutcomeSink(Protocol):
@@ -65,8 +66,11 @@ class RequestLifecycle:
         request_id: str,
         sink: OutcomeSink,
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        telemetry: ActiveTrace | None = None,
     ) -> None:
         self.request_id = request_id
+        self.telemetry = telemetry  # the request's trace context (None: tracing is off)
         self.caller: Caller | None = None
         self.reservation: Reservation | None = None  # held from the key's budget at admission
         self.streamed = False
@@ -89,6 +93,8 @@ class RequestLifecycle:
     def serving_episode(self, profile: RouterProfile, run: EpisodeRun) -> None:
         self._labels = (profile.name, ROUTER)
         self._run = run
+        if self.telemetry is not None:  # its engine and upstream calls name its turns' spans
+            self.telemetry.run = run
 
     def serving_passthrough(self, model: ModelSpec) -> UpstreamCall:
         """The record the passthrough fills in as its call proceeds."""
@@ -160,6 +166,9 @@ class RequestLifecycle:
                 error.status_code if error else 200, error.message if error else None
             ),
             reservation=self.reservation,
+            started_at=self._started_at,
+            telemetry=self.telemetry,
+            question=None if self._run is None else self._run.question,
         )
         await self._sink.record(outcome, exc)
 
