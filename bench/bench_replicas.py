@@ -2,10 +2,11 @@
 
 Run: ``.venv/bin/python bench/bench_replicas.py [--episodes 8] [--concurrency 4]``.
 
-Starts two real llama.cpp policy servers (``local_stack.llamacpp_server`` serving the local
-stack's SmolLM2-135M policy with its RAM state cache, one thread each), a stub upstream
-(``bench/fake_upstream.py``: the routed calls cost nothing to wait for), and the gateway
-in-process with the local stack's grammar-constrained ``router-r1-local`` profile. Then it
+Starts two real llama.cpp policy servers (``llama-server`` serving the local stack's
+SmolLM2-135M plumbing policy, two slots and a RAM prompt cache each, one thread each), a stub
+upstream (``bench/fake_upstream.py``: the routed calls cost nothing to wait for), and the
+gateway in-process with the local stack's grammar-constrained ``router-r1-local-smollm2``
+profile. Then it
 plays the same concurrent multi-turn episodes (same questions and seeds) four ways:
 
 - ``single``: the profile names one replica, with half the concurrency (the reference: the
@@ -47,14 +48,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.fake_upstream import make_app  # noqa: E402
-from local_stack.models import smollm2_gguf  # noqa: E402
-from local_stack.processes import (  # noqa: E402
-    LlamaServerSpec,
-    ManagedProcess,
-    free_port,
-    llama_server,
+from local_stack.llama_server_process import (  # noqa: E402
+    LlamaServerOptions,
+    managed_llama_server,
 )
-from local_stack.stack import LOCAL_PROFILE, POLICY_ALIAS, local_registry_path  # noqa: E402
+from local_stack.models import smollm2_gguf  # noqa: E402
+from local_stack.processes import ManagedProcess, free_port  # noqa: E402
+from local_stack.stack import ALIASES, local_registry_path  # noqa: E402
+from local_stack.stack import PLUMBING_PROFILE as LOCAL_PROFILE  # noqa: E402
 from router_model.registry import Registry, RegistryFile, read_registry_file  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
@@ -247,17 +248,19 @@ async def kill_after(server: ManagedProcess, after_s: float) -> None:
 async def policy_servers(count: int, log_dir: Path) -> AsyncIterator[list[ManagedProcess]]:
     """``count`` fresh llama.cpp policy servers (empty caches), stopped on exit."""
     specs = [
-        LlamaServerSpec(
+        LlamaServerOptions(
             f"policy-{chr(ord('a') + i)}",
             smollm2_gguf(),
-            POLICY_ALIAS,
             free_port(),
-            n_threads=1,
-            prompt_cache=True,
+            alias=ALIASES["smollm2"],
+            parallel=2,
+            ctx_per_slot=4096,
+            threads=1,
+            cache_ram_mib=256,
         )
         for i in range(count)
     ]
-    servers = [llama_server(spec, log_dir) for spec in specs]
+    servers = [managed_llama_server(spec, log_dir) for spec in specs]
     try:
         for server in servers:
             server.start()

@@ -15,12 +15,13 @@ turn); observations are a fixed synthetic upstream reply (this measures the engi
 upstreams). Scenarios:
 
 - sequential: one episode at a time (the KV state of turn k-1 is still there at turn k);
-- interleaved: two episodes alternating turns on one engine; with llama.cpp's single KV
-  sequence this evicts the other episode's state, so it is shown without and with the
-  server's RAM state cache (``--cache true``).
+- interleaved: two episodes alternating turns on one engine with ONE slot (``--parallel 1``);
+  each switch overwrites the other episode's KV state, so it is shown without and with the
+  server's RAM prompt cache (``--cache-ram``), which saves slot states and loads them back.
 
-``--engine llamacpp`` starts ``local_stack.llamacpp_server`` on a free port (stopped on
-exit); ``--base-url`` uses a running server instead (then only the scenarios it supports).
+``--engine llamacpp`` starts llama.cpp's ``llama-server`` (one slot) on a free port
+(stopped on exit); ``--base-url`` uses a running server instead (then only the scenarios it
+supports). With llama-server the cached count is ``timings.cache_n`` of ``/completion``.
 Other engines (vLLM) plug in through :func:`engine_for` and :func:`start_server`.
 """
 
@@ -42,9 +43,13 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from local_stack.llama_server_process import (  # noqa: E402
+    LlamaServerOptions,
+    managed_llama_server,
+)
 from local_stack.models import smollm2_gguf  # noqa: E402
-from local_stack.processes import LlamaServerSpec, free_port, llama_server  # noqa: E402
-from local_stack.stack import LOCAL_PROFILE, local_registry_path  # noqa: E402
+from local_stack.processes import free_port  # noqa: E402
+from local_stack.stack import PLUMBING_PROFILE, local_registry_path  # noqa: E402
 from router_model.episode.context import PolicyContext  # noqa: E402
 from router_model.episode.engine import GenerationParams  # noqa: E402
 from router_model.protocol.grammar import action_grammar  # noqa: E402
@@ -52,7 +57,7 @@ from router_model.protocol.observation import format_observation  # noqa: E402
 from router_model.protocol.prompt import fill_policy_prompt  # noqa: E402
 from router_model.protocol.turn import cut_turn  # noqa: E402
 from router_model.registry import Registry  # noqa: E402
-from server.engines.llamacpp import LlamaCppEngine  # noqa: E402
+from server.engines.llama_server import LlamaServerEngine  # noqa: E402
 from server.engines.vllm import VLLMEngine  # noqa: E402
 
 QUESTIONS = [
@@ -122,14 +127,22 @@ class Episode:
         )
         prompt = self.context.engine_prompt()
         payload = self.engine._completion_payload(prompt, params, stream=False)
-        reply = await client.post(self.engine._root + "/v1/completions", json=payload)
+        native = isinstance(self.engine, LlamaServerEngine)
+        path = "/completion" if native else "/v1/completions"
+        reply = await client.post(self.engine._root + path, json=payload)
         reply.raise_for_status()
         data = reply.json()
-        usage = data["usage"]
-        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         timings = data.get("timings") or {}
+        if native:  # llama-server's own figures
+            cached = int(timings.get("cache_n") or 0)
+            completion = int(data["tokens_predicted"])
+            text = data["content"] + (data.get("stopping_word") or "")
+        else:
+            usage = data["usage"]
+            cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+            completion = int(usage["completion_tokens"])
+            text = data["choices"][0]["text"]
         decode_ms = float(timings.get("predicted_ms") or 0.0)
-        completion = int(usage["completion_tokens"])
         figures = TurnFigures(
             episode=self.name,
             turn=self.turn,
@@ -140,7 +153,7 @@ class Episode:
             decode_tps=completion / (decode_ms / 1000) if decode_ms > 0 else None,
         )
         self.previous_prompt = len(prompt)
-        text = cut_turn(data["choices"][0]["text"])
+        text = cut_turn(text)
         self.context.append_turn(text, await self.engine.tokenize(text))
         if not final:
             observation = format_observation(REPLY)
@@ -151,7 +164,7 @@ class Episode:
 
 def engine_for(kind: str, client: httpx.AsyncClient, base_url: str, model: str) -> Any:
     if kind == "llamacpp":
-        return LlamaCppEngine(client, base_url=base_url, model=model, max_in_flight=4)
+        return LlamaServerEngine(client, base_url=base_url, model=model)
     return VLLMEngine(client, base_url=base_url, model=model)
 
 
@@ -160,20 +173,22 @@ def start_server(kind: str, *, prompt_cache: bool, threads: int) -> Iterator[str
     """A fresh engine server for one scenario; yields its OpenAI base URL."""
     if kind != "llamacpp":
         raise SystemExit(f"--engine {kind}: pass --base-url of a running server")
-    spec = LlamaServerSpec(
+    spec = LlamaServerOptions(
         "bench-policy",
         smollm2_gguf(),
-        "policy",
         free_port(),
-        n_threads=threads,
-        prompt_cache=prompt_cache,
+        alias="policy",
+        parallel=1,  # one slot: interleaved episodes overwrite each other's KV state
+        ctx_per_slot=4096,
+        threads=threads,
+        cache_ram_mib=256 if prompt_cache else 0,
     )
     with tempfile.TemporaryDirectory() as logs:
-        server = llama_server(spec, Path(logs))
+        server = managed_llama_server(spec, Path(logs))
         server.start()
         try:
             took = server.wait_ready(180)
-            print(f"  (llama.cpp server ready in {took:.1f} s, RAM state cache {prompt_cache})")
+            print(f"  (llama-server ready in {took:.1f} s, RAM prompt cache {prompt_cache})")
             yield spec.base_url
         finally:
             server.stop()
@@ -183,7 +198,7 @@ def policy_prompt(pool: str) -> tuple[str, list[str]]:
     """The policy template and pool names: the local stack's profile (2 models) or the
     paper's ``router-r1`` profile of ``model_registry.yaml`` (6 models, a longer prompt)."""
     if pool == "local":
-        registry, name = Registry.from_file(local_registry_path()), LOCAL_PROFILE
+        registry, name = Registry.from_file(local_registry_path()), PLUMBING_PROFILE
     else:
         registry, name = Registry.from_file(REPO_ROOT / "model_registry.yaml", environ={}), pool
     profile = registry.profile(name)

@@ -46,7 +46,7 @@ from bench_reprefill import QUESTIONS, Episode, TurnFigures, policy_prompt, repo
 
 from local_stack.checkpoints import converted_smollm2_dir, require_converted  # noqa: E402
 from local_stack.processes import free_port  # noqa: E402
-from local_stack.stack import POLICY_ALIAS  # noqa: E402
+from local_stack.stack import ALIASES  # noqa: E402
 from local_stack.vllm_cpu import (  # noqa: E402
     VLLMServerConfig,
     read_metrics,
@@ -55,6 +55,7 @@ from local_stack.vllm_cpu import (  # noqa: E402
 )
 from server.engines.vllm import VLLMEngine, server_root  # noqa: E402
 
+POLICY_MODEL = ALIASES["smollm2"]  # the plumbing profile's policy, served by vLLM
 ROUTES = [1, 2, 4]
 BLOCK_SIZE = VLLMServerConfig.block_size
 COUNTERS = (
@@ -71,7 +72,7 @@ def started_vllm(*, prefix_caching: bool) -> Iterator[str]:
     config = VLLMServerConfig(
         model_dir=require_converted(converted_smollm2_dir()),
         port=free_port(),
-        served_model_name=POLICY_ALIAS,
+        served_model_name=POLICY_MODEL,
         enable_prefix_caching=prefix_caching,
     )
     with tempfile.TemporaryDirectory() as logs:
@@ -107,7 +108,7 @@ async def play(
     an earlier one in the prefix cache (episodes are seeded, hence repeatable); the shared
     policy template is still cached across episodes, as it is in real traffic."""
     template, names = policy_prompt(pool)
-    engine = VLLMEngine(client, base_url=base_url, model=POLICY_ALIAS)
+    engine = VLLMEngine(client, base_url=base_url, model=POLICY_MODEL)
     root = server_root(base_url)
 
     def episode(name: str, index: int, routes: int) -> Episode:

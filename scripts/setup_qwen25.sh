@@ -7,6 +7,10 @@
 # Idempotent: when the verified GGUF is there, a run is an instant check. Needs .venv
 # (scripts/bootstrap.sh makes it). Prints the GGUF's path last.
 set -euo pipefail
+# One assembly at a time (a second run waits, then finds the cached file).
+mkdir -p "${ROUTER_R1_CACHE:-$HOME/.cache/router-r1}"
+exec 9>"${ROUTER_R1_CACHE:-$HOME/.cache/router-r1}/.qwen25.lock"
+flock 9
 cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python

@@ -40,7 +40,7 @@ if [ ! -f "$STAMP" ]; then
   echo "==> vLLM (CPU): venv ready in $(elapsed "$t0")"
 fi
 
-# The HF checkpoint: converted once from the GGUF (the package installed by setup_llamacpp.sh);
+# The HF checkpoint: converted once from the GGUF (the package installed by setup_smollm2.sh);
 # scripts/convert_smollm2_hf.py returns at once, silently, when it is already there.
 GGUF_PATH="$(.venv/bin/python -c 'from local_stack.models import smollm2_gguf; print(smollm2_gguf())')"
 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 "$VENV/bin/python" scripts/convert_smollm2_hf.py --gguf "$GGUF_PATH"

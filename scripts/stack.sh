@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for the whole local stack on a fresh machine: installs what is missing (system
-# packages, .venv, llama.cpp, the small models; a second run reuses all of it), then runs
-# `router-r1 up`: llama.cpp servers (policy + upstream pool) and the proxy on loopback.
+# packages, .venv, llama-server, the small models; a second run reuses all of it), then runs
+# `router-r1 up`: two llama-servers (policy + upstream pool) and the proxy on loopback.
 # Options go to `router-r1 up` (e.g. --port 8080). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."

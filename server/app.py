@@ -261,12 +261,17 @@ def _engine_client(
         transport=transport
         if transport is not None
         else build_aiohttp_transport(
-            UpstreamSettings(max_connections_total=engine.max_connections), precise_errors=True
+            UpstreamSettings(
+                max_connections_total=engine.max_connections,
+                keepalive_expiry_s=engine.keepalive_expiry_s,
+            ),
+            precise_errors=True,
         ),
         timeout=httpx.Timeout(engine.read_timeout_s, connect=engine.connect_timeout_s),
         limits=httpx.Limits(
             max_connections=engine.max_connections,
             max_keepalive_connections=engine.max_keepalive_connections,
+            keepalive_expiry=engine.keepalive_expiry_s,
         ),
         event_hooks={"request": [engine_request_hook]} if traced else None,
     )

@@ -1,5 +1,8 @@
 #!/bin/sh
-# Serve the packaged GGUF model named by $ROUTER_R1_GGUF (smollm2 | gemma3) on $PORT.
+# Serve the GGUF model named by $ROUTER_R1_GGUF (qwen | smollm2) with llama-server on $PORT.
+# The flags are the local stack's (local_stack/llama_server_process.py): parallel slots, a
+# bounded RAM prompt cache, Prometheus /metrics, nothing downloaded, no web UI; the service's
+# command adds --alias, --parallel, --ctx-size, --cache-ram and --threads.
 set -eu
-model="$(python -c "from local_stack.models import ${ROUTER_R1_GGUF}_gguf as f; print(f())")"
-exec python -m local_stack.llamacpp_server --model "$model" --host 0.0.0.0 --port "$PORT" "$@"
+exec llama-server --model "/models/${ROUTER_R1_GGUF}.gguf" --host 0.0.0.0 --port "$PORT" \
+  --jinja --offline --no-webui --metrics "$@"

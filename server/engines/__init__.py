@@ -24,40 +24,31 @@ vLLM (``engine: vllm``, :class:`VLLMEngine`, implemented)
       makes each turn's prompt (the previous turn's prompt plus a suffix) cheap.
     - Readiness: ``GET /health``.
 
-llama.cpp (``engine: llamacpp``, :class:`LlamaCppEngine`, implemented)
-    Served by ``python -m local_stack.llamacpp_server``: llama-cpp-python's own
-    OpenAI-compatible server app plus the few endpoints and fields below, because the
-    stock server cannot serve a policy faithfully (its ``/v1/completions`` ``prompt``
-    accepts only strings, re-tokenized as a whole; it always cuts stop strings off; it
-    has no chat-template tokenize endpoint; its default ``interrupt_requests`` aborts a
-    running stream when another request arrives). Against a stock server the engine
-    fails with an explanation instead of serving a different context.
-    - Tokenization: ``POST /extras/tokenize`` ``{"input", "add_special": false}`` (stock
-      endpoint; ``add_special`` is the addition: the stock one always adds the model's
-      BOS), special-token text is parsed as with Hugging Face tokenizers;
-      ``POST /extras/detokenize`` ``{"tokens"}`` → ``text``. Chat template:
-      ``POST /extras/tokenize/chat`` ``{"messages", "add_generation_prompt"}`` renders the
-      GGUF's embedded ``tokenizer.chat_template`` exactly as ``apply_chat_template``
-      does (:mod:`local_stack.chat_template`: sandboxed Jinja, trim/lstrip blocks,
-      ``tojson``, ``raise_exception``, the BOS/EOS strings) and tokenizes it with special
-      tokens parsed and none added. A model without a template (a base model) → 400.
-    - Generation: ``POST /v1/completions`` with ``prompt`` = token ids (the addition)
-      and ``include_stop_str_in_output`` (the addition; the server tells a stop string
-      from an end-of-generation token by the last sampled token). EOS never reaches the
-      text. llama-cpp-python's sampling defaults are not neutral (top_k 40, min_p 0.05,
-      repeat_penalty 1.1): the engine sends top_k 0, min_p 0, repeat_penalty 1 so that
-      sampling is temperature/top-p only, as in training. Streaming is SSE; the final
-      chunk carries ``usage`` (the addition).
+llama.cpp (``engine: llamacpp``, :class:`LlamaServerEngine`, implemented)
+    Served by llama.cpp's own ``llama-server`` (built once from source by
+    ``scripts/setup_llama_server.sh``; command lines in
+    :mod:`local_stack.llama_server_process`); the engine speaks its *native* API (the full
+    reference, read in the pinned source, is :mod:`server.engines.llama_server`).
+    - Tokenization: ``POST /tokenize`` ``{"content", "add_special": false,
+      "parse_special": true}`` (special-token text parsed, as with HF tokenizers);
+      ``POST /detokenize``. Chat template: ``POST /apply-template`` renders the GGUF's
+      Jinja template with llama.cpp's own engine, then ``/tokenize``; a BOS the template
+      wrote and llama.cpp cut off is put back. A model without a template → error.
+    - Generation: ``POST /completion`` with ``prompt`` = token ids (no BOS added),
+      ``stop``; the reply's ``stopping_word`` is put back at the end of the turn text
+      (llama-server always cuts it off). EOS never reaches the text. Its sampling defaults
+      are not neutral (top_k 40, min_p 0.05, ...): ``samplers: ["temperature", "top_p"]``
+      and every other sampler off, so sampling is temperature/top-p only, as in training.
+      Streaming is SSE; the last event (``"stop": true``) carries the usage.
     - Grammar: a GBNF string in the ``grammar`` field (the same string vLLM takes in
       ``structured_outputs.grammar``; built by ``router_model.protocol.grammar``).
-    - One request at a time (no batching): the engine sends one request at a time
-      (``max_in_flight``) and concurrent episodes queue in the gateway.
-    - Prefix reuse: one KV sequence; a request reuses the longest common token prefix
-      with the previous request (so consecutive turns of one episode re-prefill only the
-      new tokens), and with ``--cache true`` a RAM cache of saved states serves
-      interleaved episodes. ``usage.prompt_tokens_details.cached_tokens`` tells how many
-      prompt tokens were reused (``bench/bench_reprefill.py`` measures it).
-    - Readiness: ``GET /health`` (the addition).
+    - ``--parallel N`` slots with continuous batching; requests beyond them wait in the
+      server (no client-side queue).
+    - Prefix reuse: a request goes to the slot whose cache shares the longest prefix with
+      its prompt, and the bounded RAM prompt cache (``--cache-ram``) keeps slot states for
+      interleaved episodes; ``timings.cache_n`` tells how many prompt tokens were reused
+      (``bench/bench_reprefill.py`` measures it).
+    - Readiness: ``GET /health`` (503 while loading).
 """
 
 from router_model.episode.engine import (
@@ -71,7 +62,7 @@ from router_model.episode.engine import (
     PolicyEngine,
 )
 from server.engines.factory import EngineConfigError, UnsupportedEngine, build_policy_engine
-from server.engines.llamacpp import LlamaCppEngine
+from server.engines.llama_server import LlamaServerEngine
 from server.engines.vllm import VLLMEngine
 
 __all__ = [
@@ -83,7 +74,7 @@ __all__ = [
     "Generation",
     "GenerationChunk",
     "GenerationParams",
-    "LlamaCppEngine",
+    "LlamaServerEngine",
     "PolicyEngine",
     "UnsupportedEngine",
     "VLLMEngine",

@@ -11,12 +11,17 @@ import httpx
 
 from router_model.registry import Registry, RouterProfile
 from server.engines.breaker import CircuitBreaker
-from server.engines.llamacpp import LlamaCppEngine
+from server.engines.llama_server import LlamaServerEngine
 from server.engines.replicas import Replica, ReplicaSet
 from server.engines.settings import EngineSettings
 from server.engines.vllm import VLLMEngine
 
-_ENGINE_CLASSES: dict[str, type[VLLMEngine]] = {"vllm": VLLMEngine, "llamacpp": LlamaCppEngine}
+# ``llamacpp`` is llama.cpp's own ``llama-server`` (its native API: token-id prompts,
+# /tokenize, /apply-template, grammar, slots).
+_ENGINE_CLASSES: dict[str, type[VLLMEngine]] = {
+    "vllm": VLLMEngine,
+    "llamacpp": LlamaServerEngine,
+}
 
 
 class EngineConfigError(Exception):

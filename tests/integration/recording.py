@@ -47,8 +47,29 @@ class Exchange:
                 events.append(json.loads(line[5:]))
         return events
 
+    @property
+    def native(self) -> bool:
+        """llama-server's native ``/completion`` (else the OpenAI ``/v1/completions``)."""
+        return self.path == "/completion"
+
+    def _native_final(self) -> dict[str, Any]:
+        """The reply (or the stream's last, ``"stop": true`` event) of a native completion."""
+        if self.request.get("stream"):
+            return [e for e in self.sse_events() if e.get("stop") is True][-1]
+        return dict(self.json())
+
     def completion_text(self) -> str:
-        """The generated text of a (streamed or not) completions reply."""
+        """The generated text of a (streamed or not) completions reply, as the engine hands
+        it to the loop: for llama-server, ``content`` plus the stop string it cut off (the
+        turn keeps its closing tag)."""
+        if self.native:
+            final = self._native_final()
+            if self.request.get("stream"):
+                text = "".join(str(e.get("content") or "") for e in self.sse_events())
+            else:
+                text = str(final["content"])
+            word = final.get("stopping_word") if final.get("stop_type") == "word" else ""
+            return text + str(word or "")
         if self.request.get("stream"):
             return "".join(
                 c.get("text") or "" for e in self.sse_events() for c in e.get("choices", ())
@@ -56,6 +77,13 @@ class Exchange:
         return str(self.json()["choices"][0]["text"])
 
     def completion_usage(self) -> dict[str, Any]:
+        """``prompt_tokens`` and ``completion_tokens`` as the server counted them."""
+        if self.native:
+            final = self._native_final()
+            return {
+                "prompt_tokens": final["tokens_evaluated"],
+                "completion_tokens": final["tokens_predicted"],
+            }
         if self.request.get("stream"):
             usage = [e["usage"] for e in self.sse_events() if e.get("usage")]
             return dict(usage[-1])

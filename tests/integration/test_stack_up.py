@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from local_stack.processes import free_port
-from local_stack.stack import LOCAL_PROFILE
+from local_stack.stack import LOCAL_PROFILE, PLUMBING_PROFILE
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +68,16 @@ def test_up_serves_then_stops_every_child_on_ctrl_c(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, output.read_text()
             time.sleep(0.5)
         text = output.read_text()
+        assert "==> ready in " in text  # the time to ready, printed
         assert f'OpenAI(base_url="{base_url}"' in text
         assert f"curl -s {base_url}/chat/completions" in text
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=30).json()
-        assert ready["policy_engines"] == {LOCAL_PROFILE: True}
+        assert ready["policy_engines"] == {LOCAL_PROFILE: True, PLUMBING_PROFILE: True}
         client = openai.OpenAI(base_url=base_url, api_key="local", max_retries=0, timeout=120)
+        listed = {m.id: m for m in client.models.list()}
+        # the default profile says what its policy is: prompted, not an RL-trained checkpoint
+        router = (listed[LOCAL_PROFILE].model_extra or {})["router"]
+        assert "PROMPTED" in router["description"]
         reply = client.chat.completions.create(
             model="SmolLM2-135M-Instruct",
             messages=[{"role": "user", "content": "Say hello."}],
@@ -82,7 +87,7 @@ def test_up_serves_then_stops_every_child_on_ctrl_c(tmp_path: Path) -> None:
         assert reply.usage is not None
         assert reply.usage.completion_tokens > 0
         children = _children(up.pid)
-        assert len(children) == 4  # three llama.cpp servers and the proxy
+        assert len(children) == 3  # two llama-servers (Qwen2.5, SmolLM2) and the proxy
     finally:
         up.send_signal(signal.SIGINT)
         try:

@@ -32,7 +32,7 @@ import pytest
 
 from local_stack.checkpoints import converted_smollm2_dir, require_converted
 from local_stack.processes import free_port
-from local_stack.stack import LOCAL_PROFILE, POLICY_ALIAS, PORT_ENV, local_registry_path
+from local_stack.stack import ALIASES, PLUMBING_PROFILE, PORT_ENV, local_registry_path
 from local_stack.vllm_cpu import (
     VLLMServerConfig,
     read_metrics,
@@ -55,6 +55,9 @@ from tests.integration.guarded_context import check_guarded_context
 from tests.integration.recording import Exchange, RecordingTransport
 from tests.servers.in_process import sdk_client
 from tests.servers.prometheus_server import PrometheusServer, finite_values
+
+# the plumbing profile's policy (SmolLM2-135M-Instruct), served here by vLLM under its name
+POLICY_MODEL = ALIASES["smollm2"]
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +102,7 @@ def vllm_cpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMCPU]:
     except FileNotFoundError as exc:
         pytest.fail(str(exc), pytrace=False)
     config = VLLMServerConfig(
-        model_dir=model_dir, port=free_port(), served_model_name=POLICY_ALIAS, block_size=BLOCK_SIZE
+        model_dir=model_dir, port=free_port(), served_model_name=POLICY_MODEL, block_size=BLOCK_SIZE
     )
     server = vllm_server(config, tmp_path_factory.mktemp("vllm-logs"))
     server.start()
@@ -114,11 +117,11 @@ def vllm_cpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMCPU]:
 def vllm_registry(vllm: VLLMCPU) -> Registry:
     """The local stack's registry, its ``grammar: true`` policy served by this vLLM."""
     registry = Registry.from_file(
-        local_registry_path(), environ={PORT_ENV["policy"]: str(vllm.config.port)}
+        local_registry_path(), environ={PORT_ENV["smollm2"]: str(vllm.config.port)}
     )
     profiles = tuple(
         p.model_copy(update={"policy": p.policy.model_copy(update={"engine": "vllm"})})
-        if p.name == LOCAL_PROFILE
+        if p.name == PLUMBING_PROFILE
         else p
         for p in registry.spec.profiles
     )
@@ -126,7 +129,7 @@ def vllm_registry(vllm: VLLMCPU) -> Registry:
 
 
 def local_profile(registry: Registry) -> RouterProfile:
-    profile = registry.profile(LOCAL_PROFILE)
+    profile = registry.profile(PLUMBING_PROFILE)
     assert profile is not None
     return profile
 
@@ -218,7 +221,7 @@ async def proxy(vllm: VLLMCPU, routes: int) -> AsyncIterator[Proxy]:
 async def engine_on(vllm: VLLMCPU) -> AsyncIterator[VLLMEngine]:
     """A VLLMEngine of its own on the server (independent of any gateway)."""
     async with httpx.AsyncClient(timeout=300) as client:
-        yield VLLMEngine(client, base_url=vllm.config.base_url, model=POLICY_ALIAS)
+        yield VLLMEngine(client, base_url=vllm.config.base_url, model=POLICY_MODEL)
 
 
 def cached_tokens(exchange: Exchange) -> int:
@@ -305,7 +308,7 @@ async def test_multi_turn_episode_keeps_the_training_layout_and_hits_the_prefix_
     before = vllm_cpu.metrics(*counters)
     async with proxy(vllm_cpu, routes) as gw:
         completion = await gw.client.chat.completions.create(
-            model=LOCAL_PROFILE,
+            model=PLUMBING_PROFILE,
             messages=[{"role": "user", "content": QUESTIONS[0]}],
             seed=11,
         )
@@ -354,7 +357,7 @@ async def test_multi_turn_episode_keeps_the_training_layout_and_hits_the_prefix_
 async def test_streamed_episode(vllm_cpu: VLLMCPU) -> None:
     async with proxy(vllm_cpu, routes=1) as gw:
         stream = await gw.client.chat.completions.create(
-            model=LOCAL_PROFILE,
+            model=PLUMBING_PROFILE,
             messages=[{"role": "user", "content": QUESTIONS[1]}],
             seed=12,
             stream=True,
@@ -396,7 +399,7 @@ async def test_concurrent_episodes_are_batched(vllm_cpu: VLLMCPU) -> None:
         async def episode(i: int) -> tuple[dict[str, Any], float]:
             started = time.perf_counter()
             completion = await gw.client.chat.completions.create(
-                model=LOCAL_PROFILE,
+                model=PLUMBING_PROFILE,
                 messages=[{"role": "user", "content": QUESTIONS[i]}],
                 seed=20 + i,
             )
@@ -449,7 +452,7 @@ async def test_token_fidelity_over_many_episodes(vllm_cpu: VLLMCPU) -> None:
         async def episode(i: int, question: str) -> None:
             async with slots:
                 request: dict[str, Any] = dict(
-                    model=LOCAL_PROFILE, messages=[{"role": "user", "content": question}], seed=i
+                    model=PLUMBING_PROFILE, messages=[{"role": "user", "content": question}], seed=i
                 )
                 if i % 2:
                     stream = await gw.client.chat.completions.create(**request, stream=True)

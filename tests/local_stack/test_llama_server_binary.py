@@ -10,7 +10,10 @@ import pytest
 
 from local_stack.llama_server_binary import (
     BINARY_ENV,
+    CMAKE_ARGS,
+    NO_AMX_ARGS,
     LlamaServerNotBuilt,
+    build_cmake_args,
     build_key,
     cpu_flags,
     expected_binary_path,
@@ -44,6 +47,15 @@ def test_key_changes_with_what_the_build_depends_on() -> None:
     assert build_key("0.3.36", machine="aarch64", flags="flags : avx2") != base
     args = ("-DGGML_NATIVE=OFF",)
     assert build_key("0.3.36", machine="x86_64", flags="flags : avx2", cmake_args=args) != base
+
+
+def test_x86_builds_leave_amx_out() -> None:
+    """-march=native would compile AMX code that faults in VMs listing AMX without granting
+    it (every llama-server start crashed on the CI machines)."""
+    assert build_cmake_args("x86_64") == CMAKE_ARGS + NO_AMX_ARGS
+    assert build_cmake_args("aarch64") == CMAKE_ARGS  # -mno-amx-* is x86-only
+    for arg in NO_AMX_ARGS:
+        assert "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" in arg
 
 
 def test_cpu_flags_line(tmp_path: Path) -> None:

@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from local_stack.processes import (
-    LlamaServerSpec,
     ManagedProcess,
     ServerStartError,
     free_port,
-    llama_server_command,
     llama_server_environment,
 )
 
@@ -87,22 +85,6 @@ def test_a_cancelled_wait_stops_early(tmp_path: Path) -> None:
             child.wait_ready(30, cancelled=lambda: True)
     finally:
         child.stop(timeout_s=5)
-
-
-def test_llama_server_command(tmp_path: Path) -> None:
-    spec = LlamaServerSpec(
-        "gemma3", tmp_path / "m.gguf", "gemma", 9001, chat_format="gemma", prompt_cache=True
-    )
-    command = llama_server_command(spec, python="py")
-    assert command[:3] == ["py", "-m", "local_stack.llamacpp_server"]
-    pairs = dict(zip(command[3::2], command[4::2], strict=True))
-    assert pairs["--model"] == str(tmp_path / "m.gguf")
-    assert pairs["--model_alias"] == "gemma"
-    assert (pairs["--host"], pairs["--port"]) == ("127.0.0.1", "9001")
-    assert pairs["--n_threads"] == "2"
-    assert pairs["--chat_format"] == "gemma"
-    assert (pairs["--cache"], pairs["--cache_type"]) == ("true", "ram")
-    assert spec.base_url == "http://127.0.0.1:9001/v1"
 
 
 def test_llama_servers_wait_passively() -> None:
