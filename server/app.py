@@ -7,6 +7,7 @@ reverse order at shutdown. Nothing is built at import time and nothing is global
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -15,6 +16,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import SpanProcessor
 
 from router_model.episode.route import RouteCaller
 from router_model.registry import Registry
@@ -33,7 +35,8 @@ from server.deps import STATE_KEY
 from server.engines.health import EngineHealthPoller
 from server.engines.pool import EnginePool
 from server.errors import install_error_handlers
-from server.lifecycle.recorder import OutcomeRecorder
+from server.lifecycle.recorder import OutcomeExporter, OutcomeRecorder
+from server.lifecycle.telemetry import SpanExport
 from server.metrics.exposition import worker_exited
 from server.metrics.metrics import Metrics
 from server.operations.model_limits import ModelRateLimits
@@ -44,6 +47,13 @@ from server.settings import Settings
 from server.state import AppState, RegistryHolder, RunnerCache
 from server.store.base import SharedStore
 from server.store.factory import build_store
+from server.telemetry import TelemetryConfig, TraceExporter
+from server.telemetry.propagation import (
+    TraceContextMiddleware,
+    engine_request_hook,
+    upstream_trace_headers,
+)
+from server.ui.router import UI_PATH, mount_trace_viewer
 from server.upstream import UpstreamPool, UpstreamSettings, build_aiohttp_transport
 from server.upstream.breaker import STATE_VALUES
 from server.upstream.cache import CachingRouteCaller
@@ -61,16 +71,25 @@ def create_app(
     registry: Registry | None = None,
     engine_transport: httpx.AsyncBaseTransport | None = None,
     upstream_transport: httpx.AsyncBaseTransport | None = None,
+    span_processor: SpanProcessor | None = None,
 ) -> FastAPI:
     """The gateway. ``registry``: use this one (no file, no hot reload). Transports are the
-    seams tests use to reach in-process fakes."""
+    seams tests use to reach in-process fakes. Tracing is on when the ``OTEL_*`` variables
+    ask for it (``server.telemetry.config``), or with ``span_processor`` (tests, benches: spans
+    go to it instead of an OTLP exporter)."""
     settings = settings or Settings()
+    telemetry = _telemetry_config(settings, span_processor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            exporter = None
+            if telemetry.enabled:
+                exporter = TraceExporter(telemetry, processor=span_processor)
+                # registered first, so closed last: the requests' spans are all queued by then
+                stack.push_async_callback(asyncio.to_thread, exporter.shutdown)
             state = await _build_state(
-                stack, settings, registry, engine_transport, upstream_transport
+                stack, settings, registry, engine_transport, upstream_transport, exporter
             )
             setattr(app.state, STATE_KEY, state)
             logger.info("registry %s loaded", state.registry.get().source)
@@ -95,9 +114,26 @@ def create_app(
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(router_ops_router)
+    mount_trace_viewer(app)
     app.add_middleware(ChatCompletionsFastPath)
+    if telemetry.enabled:  # only then: an untraced gateway runs none of it
+        app.add_middleware(TraceContextMiddleware, exporter=lambda: _exporter_of(app))
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, the fast path sees its id
     return app
+
+
+def _telemetry_config(settings: Settings, processor: SpanProcessor | None) -> TelemetryConfig:
+    """What ``OTEL_*`` asks for (a bad value is a startup error, ``TelemetryConfigError``)."""
+    content = settings.telemetry.capture_content
+    config = TelemetryConfig.from_environ(os.environ, include_content=content)
+    if processor is not None and not config.enabled:
+        config = TelemetryConfig(enabled=True, include_content=content)
+    return config
+
+
+def _exporter_of(app: FastAPI) -> TraceExporter | None:
+    state: AppState | None = getattr(app.state, STATE_KEY, None)
+    return None if state is None else state.telemetry
 
 
 async def _build_state(
@@ -106,10 +142,11 @@ async def _build_state(
     registry: Registry | None,
     engine_transport: httpx.AsyncBaseTransport | None,
     upstream_transport: httpx.AsyncBaseTransport | None,
+    exporter: TraceExporter | None = None,
 ) -> AppState:
     """Every long-lived object, each closed by ``stack`` in reverse order of creation."""
     holder = RegistryHolder(registry or load_servable(settings.registry))
-    metrics = Metrics()
+    metrics = Metrics(version=gateway_version())
     stack.callback(worker_exited, os.getpid())
     store = build_store(
         settings.redis,
@@ -125,7 +162,15 @@ async def _build_state(
     traces = TraceArchive(store, settings.trace.ttl_s)
     background = BackgroundWork()
     stack.push_async_callback(background.drain, _DRAIN_TIMEOUT_S)  # before the store closes
-    recorder = OutcomeRecorder(metrics, access, traces, background, access_log=settings.log.access)
+    exporters: list[OutcomeExporter] = []
+    if exporter is not None:
+        exporters.append(SpanExport(exporter, holder.get))
+        logger.info(
+            "OpenTelemetry tracing on: spans exported over OTLP %s", exporter.config.protocol
+        )
+    recorder = OutcomeRecorder(
+        metrics, access, traces, background, access_log=settings.log.access, exporters=exporters
+    )
     upstream = await stack.enter_async_context(
         UpstreamPool(
             holder.get,
@@ -136,6 +181,7 @@ async def _build_state(
             on_breaker_change=lambda model, deployment, state: metrics.breaker_changed(
                 model, deployment, STATE_VALUES[state]
             ),
+            trace_headers=None if exporter is None else upstream_trace_headers,
         )
     )
     routed: RouteCaller = CoalescingRouteCaller(upstream) if settings.cache.coalesce else upstream
@@ -150,7 +196,9 @@ async def _build_state(
         if settings.cache.enabled
         else None
     )
-    engine_client = await stack.enter_async_context(_engine_client(settings, engine_transport))
+    engine_client = await stack.enter_async_context(
+        _engine_client(settings, engine_transport, traced=exporter is not None)
+    )
     engines = EnginePool(engine_client, settings.ready_timeout_s, settings.engine)
     stack.push_async_callback(engines.aclose)
     engine_health = None
@@ -198,12 +246,14 @@ async def _build_state(
         registry_watcher=registry_watcher,
         key_watcher=key_watcher,
         engine_health=engine_health,
+        telemetry=exporter,
     )
 
 
 def _engine_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
+    settings: Settings, transport: httpx.AsyncBaseTransport | None, *, traced: bool = False
 ) -> httpx.AsyncClient:
+    """``traced``: every engine request carries the request's ``traceparent`` (a hook)."""
     engine = settings.engine
     return httpx.AsyncClient(
         # aiohttp under httpx: a third of httpcore's CPU per engine call, and no anyio
@@ -223,6 +273,7 @@ def _engine_client(
             max_keepalive_connections=engine.max_keepalive_connections,
             keepalive_expiry=engine.keepalive_expiry_s,
         ),
+        event_hooks={"request": [engine_request_hook]} if traced else None,
     )
 
 
@@ -239,7 +290,9 @@ def _log_keys(keys: KeyRing) -> None:
     if keys.open_mode:
         logger.warning(
             "no API keys configured (ROUTER_R1_API_KEYS_FILE / ROUTER_R1_API_KEYS): open mode, "
-            "anyone who can reach this gateway may use it and read every request's trace"
+            "anyone who can reach this gateway may use it and read every request's trace "
+            "(GET /v1/router/traces, the trace viewer at %s/)",
+            UI_PATH,
         )
     else:
         logger.info("%d API keys configured", len(keys))

@@ -43,6 +43,13 @@ def serve(
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    from server.telemetry import TelemetryConfig, TelemetryConfigError
+
+    try:
+        TelemetryConfig.from_environ(os.environ)  # an OTEL_* value it cannot honour
+    except TelemetryConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     for name, value in overrides.items():
         os.environ[f"ROUTER_R1_{name.upper()}"] = str(value)  # reaches worker processes too
     from server.metrics.exposition import reset_multiprocess_dir

@@ -22,6 +22,7 @@ from server.logs import LogSettings
 from server.metrics.settings import MetricsSettings
 from server.operations.traces import TraceSettings
 from server.store.settings import RedisSettings
+from server.telemetry.settings import TelemetrySettings
 from server.upstream.settings import CacheSettings, UpstreamSettings
 
 ENV_PREFIX = "ROUTER_R1_"
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     trace: TraceSettings = TraceSettings()
     metrics: MetricsSettings = MetricsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> Settings:

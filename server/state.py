@@ -23,6 +23,7 @@ from server.operations.traces import TraceArchive
 from server.registry_watch import RegistryWatcher
 from server.settings import Settings
 from server.store.base import SharedStore
+from server.telemetry import TraceExporter
 from server.upstream import UpstreamPool
 from server.upstream.cache import CachingRouteCaller
 
@@ -103,3 +104,5 @@ class AppState:
     registry_watcher: RegistryWatcher | None
     key_watcher: KeyFileWatcher | None
     engine_health: EngineHealthPoller | None = None
+    telemetry: TraceExporter | None = None
+    """The OpenTelemetry span exporter; None when tracing is off."""

@@ -8,6 +8,7 @@ from router_model.episode.trace import RouterTrace
 from server.auth.access import Caller
 from server.errors import APIError
 from server.store.base import Reservation
+from server.telemetry.propagation import ActiveTrace
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class RequestOutcome:
     trace: RouterTrace | None
     reservation: Reservation | None = None
     """What admission held from the key's budget; settled with the real cost."""
+    started_at: float = 0.0
+    """The request's arrival, Unix seconds (spans are built with real times)."""
+    telemetry: ActiveTrace | None = None
+    """The request's trace context while OpenTelemetry tracing is on (None: off)."""
+    question: str | None = None
+    """An episode's question (a span event when content capture is on)."""
 
     @property
     def tokens(self) -> int:

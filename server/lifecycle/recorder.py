@@ -20,6 +20,7 @@ from server.lifecycle.request import RequestLifecycle
 from server.metrics.metrics import Metrics
 from server.operations.traces import TraceArchive
 from server.store.base import TraceSummary
+from server.telemetry.propagation import current_trace
 
 logger = logging.getLogger("router_r1.errors")
 access_logger = logging.getLogger("router_r1.access")
@@ -53,7 +54,7 @@ class OutcomeRecorder:
 
     def open(self, request_id: str) -> RequestLifecycle:
         self._metrics.in_flight.inc()
-        return RequestLifecycle(request_id, self)
+        return RequestLifecycle(request_id, self, telemetry=current_trace())
 
     async def record(self, outcome: RequestOutcome, exc: BaseException | None) -> None:
         metrics = self._metrics
@@ -71,7 +72,7 @@ class OutcomeRecorder:
             metrics.trace_finished(outcome.profile, outcome.trace)
         if exc is not None and error is not None and is_internal(exc, error):
             logger.error("unhandled error while serving a request", exc_info=exc)
-        if self._access_log:
+        if self._access_log and access_logger.isEnabledFor(logging.INFO):
             _log_access(outcome)
         for exporter in self._exporters:
             try:
@@ -112,6 +113,9 @@ class OutcomeRecorder:
 
 
 async def _gather(work: list[Coroutine[Any, Any, None]]) -> None:
+    if len(work) == 1:  # gather would wrap a lone coroutine in one more task
+        await work[0]
+        return
     await asyncio.gather(*work)
 
 

@@ -32,6 +32,7 @@ from server.lifecycle.fallback import FallbackCall, with_fallback
 from server.lifecycle.outcome import RequestOutcome
 from server.metrics.metrics import NONE, PASSTHROUGH, ROUTER
 from server.store.base import Reservation
+from server.telemetry.propagation import ActiveTrace
 
 
 class OutcomeSink(Protocol):
@@ -65,8 +66,11 @@ class RequestLifecycle:
         request_id: str,
         sink: OutcomeSink,
         clock: Callable[[], float] = time.perf_counter,
+        *,
+        telemetry: ActiveTrace | None = None,
     ) -> None:
         self.request_id = request_id
+        self.telemetry = telemetry  # the request's trace context (None: tracing is off)
         self.caller: Caller | None = None
         self.reservation: Reservation | None = None  # held from the key's budget at admission
         self.streamed = False
@@ -81,12 +85,16 @@ class RequestLifecycle:
         self._first_token_s: float | None = None
         self._error: BaseException | None = None
         self._closed = False
+        # the passthrough trace a response carried, and how many calls it covered
+        self._served_trace: tuple[int, RouterTrace] | None = None
 
     # ------------------------------------------------------------------ what it serves
 
     def serving_episode(self, profile: RouterProfile, run: EpisodeRun) -> None:
         self._labels = (profile.name, ROUTER)
         self._run = run
+        if self.telemetry is not None:  # its engine and upstream calls name its turns' spans
+            self.telemetry.run = run
 
     def serving_passthrough(self, model: ModelSpec) -> UpstreamCall:
         """The record the passthrough fills in as its call proceeds."""
@@ -129,6 +137,8 @@ class RequestLifecycle:
         reply, the last chunk of its stream); the closing trace is built the same way."""
         trace = self._trace(200, None)
         assert trace is not None, "trace_so_far() before the request served anything"
+        if self._run is None:
+            self._served_trace = (len(self._calls), trace)
         return trace
 
     # ------------------------------------------------------------------ the end
@@ -156,6 +166,9 @@ class RequestLifecycle:
                 error.status_code if error else 200, error.message if error else None
             ),
             reservation=self.reservation,
+            started_at=self._started_at,
+            telemetry=self.telemetry,
+            question=None if self._run is None else self._run.question,
         )
         await self._sink.record(outcome, exc)
 
@@ -166,9 +179,14 @@ class RequestLifecycle:
             if self._fallback is not None:
                 trace = with_fallback(trace, self._fallback, self.elapsed_ms())
             return trace
-        if self._calls:
-            return self._passthrough_trace("completed" if message is None else ended, message)
-        return None
+        if not self._calls:
+            return None
+        served = self._served_trace
+        if message is None and served is not None and served[0] == len(self._calls):
+            # A successful passthrough closes right after its response carried the trace:
+            # that one is stored too (building it twice was a tenth of a request's CPU).
+            return served[1]
+        return self._passthrough_trace("completed" if message is None else ended, message)
 
     def _passthrough_trace(self, outcome: Outcome, message: str | None) -> RouterTrace:
         """One step per upstream call (the model's, then each fallback's that was tried)."""

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from router_model.episode.trace import CAP_STATUSES, RouterTrace
 
@@ -60,8 +68,18 @@ class _Bound(Generic[M]):
 class Metrics:
     """Every metric of one gateway process, registered in ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, version: str = "0+unknown"
+    ) -> None:
+        """``version``: the gateway's, for ``router_r1_build_info``."""
         r = self.registry = registry or CollectorRegistry()
+        # The private registry has none of the default registry's collectors: the process's
+        # CPU, memory, fds (process_*), the collector's passes (python_gc_*), python_info.
+        # In multiprocess mode a scrape is the merged files (``exposition.render``) plus
+        # every live worker's process_* read from /proc, labelled pid; not these.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
+        PlatformCollector(registry=r)
 
         def counter(name: str, doc: str, labels: list[str]) -> _Bound[Counter]:
             return _Bound(Counter(name, doc, labels, registry=r))
@@ -181,8 +199,9 @@ class Metrics:
         )
         self.fallbacks = counter(
             "router_r1_fallbacks",
-            "Requests a profile's fallback model answered, by reason (engine_unavailable, "
-            "no_answer, deadline_exceeded).",
+            "Requests a fallback model answered, by reason: a profile's (engine_unavailable, "
+            "no_answer, deadline_exceeded), a passthrough model's (profile passthrough; how the "
+            "requested model failed: http_error, timeout, rate_limited, unavailable, ...).",
             ["profile", "reason"],
         )
         self.caps_tripped = counter(
@@ -215,6 +234,14 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.build_info = Gauge(
+            "router_r1_build_info",
+            "Always 1; the gateway's version as a label (join on it, count versions in a fleet).",
+            ["version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.build_info.labels(version).set(1)
         for reason in ("unauthenticated", "requests", "tokens", "budget", "store_unavailable"):
             self.rejections(reason)
         for result in ("ok", "failed"):
@@ -258,6 +285,11 @@ class Metrics:
                 self.cost(profile, trace.policy_model).inc(totals.policy_cost_usd)
         if trace.fallback is not None:
             self.fallbacks(profile, trace.fallback.reason).inc()
+        elif trace.mode == "passthrough" and len(trace.steps) > 1:
+            # a model's fallbacks were tried; the reason is how the requested model failed
+            first = trace.steps[0].upstream_status or "error"
+            if trace.steps[-1].upstream_status in ("ok", "cached"):
+                self.fallbacks(profile, first).inc()
         policy_turn = self.policy_turn(profile)
         for step in trace.steps:
             if step.action not in ("passthrough", "fallback"):

@@ -35,7 +35,7 @@ HTTP_STATUS = "http.response.status_code"
 # The gateway's own
 REQUEST_ID = "router_r1.request_id"
 KEY_ID = "router_r1.key_id"
-MODE = "router_r1.mode"
+MODE = "router_r1.mode"  # not written: gen_ai.operation.name tells (invoke_agent / chat)
 PROFILE = "router_r1.profile"
 OUTCOME = "router_r1.outcome"
 ROUTES = "router_r1.routes"

@@ -148,7 +148,6 @@ class _Builder:
             )
         attributes: Attributes = {
             A.REQUEST_ID: facts.request_id,
-            A.MODE: facts.mode,
             A.HTTP_STATUS: facts.status_code,
         }
         if facts.stream:
@@ -205,28 +204,34 @@ class _Builder:
         provider = self.facts.policy_provider
         ends = [s.started_ms for s in trace.steps[1:]] + [trace.totals.total_ms]
         for step, end_ms in zip(trace.steps, ends, strict=True):
+            if step.action == "fallback":  # the profile's fallback model: no policy turn
+                if step.upstream_started_ms is not None and step.model is not None:
+                    self.step_call(parent, base, step)
+                continue
             attributes: Attributes = {
                 A.OPERATION: A.OP_COMPLETION,
                 A.REQUEST_MODEL: policy,
-                A.RESPONSE_MODEL: policy,
                 A.STEP_INDEX: step.index,
                 A.ACTION: step.action,
                 A.INPUT_TOKENS: step.policy_prompt_tokens,
                 A.OUTPUT_TOKENS: step.policy_completion_tokens,
                 A.LATENCY_MS: step.policy_latency_ms,
                 A.COST: step.cost_usd,
-                A.POLICY_COST: step.policy_cost_usd,
             }
+            if step.policy_cost_usd != step.cost_usd:  # its upstream call cost something
+                attributes[A.POLICY_COST] = step.policy_cost_usd
             if provider is not None:
                 attributes[A.PROVIDER] = provider
             if step.cached_tokens is not None:
                 attributes[A.CACHED_INPUT_TOKENS] = step.cached_tokens
             if step.written_model is not None:
                 attributes[A.WRITTEN_MODEL] = step.written_model
-            if step.model is not None:
-                attributes[A.MODEL] = step.model
-            if step.upstream_status is not None:
-                attributes[A.UPSTREAM_STATUS] = step.upstream_status
+            called = step.upstream_started_ms is not None and step.model is not None
+            if not called:  # otherwise its call's span says them
+                if step.model is not None:
+                    attributes[A.MODEL] = step.model
+                if step.upstream_status is not None:
+                    attributes[A.UPSTREAM_STATUS] = step.upstream_status
             start, end = base + _ms(step.started_ms), base + _ms(end_ms)
             events = []
             if self.setup.include_content:
@@ -242,7 +247,7 @@ class _Builder:
                 attributes,
                 events=events,
             )
-            if step.upstream_started_ms is not None and step.model is not None:
+            if called:
                 self.step_call(turn, base, step)
 
     def step_call(self, parent: trace_api.SpanContext, base: int, step: RouteStep) -> None:
@@ -254,14 +259,14 @@ class _Builder:
                 A.OPERATION: A.OP_CHAT,
                 A.STEP_INDEX: step.index,
                 A.UPSTREAM_STATUS: status,
-                A.CACHED: step.cached,
                 A.INPUT_TOKENS: step.upstream_prompt_tokens,
                 A.OUTPUT_TOKENS: step.upstream_completion_tokens,
                 A.COST: step.upstream_cost_usd,
-                A.LATENCY_MS: step.upstream_latency_ms,
             }
-        )
-        if step.upstream_attempts:
+        )  # its latency is the span's duration
+        if step.cached:
+            attributes[A.CACHED] = True
+        if step.upstream_attempts > 1:  # retried (one attempt is the rule: not written)
             attributes[A.ATTEMPTS] = step.upstream_attempts
         start = base + _ms(step.upstream_started_ms or 0.0)
         end = start + _ms(step.upstream_latency_ms)
@@ -285,14 +290,17 @@ class _Builder:
 
 def _call_attributes(call: UpstreamCall) -> Attributes:
     """A passthrough request's upstream call, on its request span (the span's duration is
-    the latency; ``upstream_status`` says ``cached``)."""
+    the latency). Each attribute costs export CPU: ``upstream_status`` is written unless
+    ``ok`` (``cached``, or the failure), ``attempts`` only for a call that was retried."""
     attributes: Attributes = {
-        A.UPSTREAM_STATUS: call.status,
         A.INPUT_TOKENS: call.prompt_tokens,
         A.OUTPUT_TOKENS: call.completion_tokens,
         A.COST: call.cost_usd,
-        A.ATTEMPTS: call.attempts,
     }
+    if call.status != "ok":
+        attributes[A.UPSTREAM_STATUS] = call.status
+    if call.attempts > 1:
+        attributes[A.ATTEMPTS] = call.attempts
     if call.deployment is not None:
         attributes[A.DEPLOYMENT] = call.deployment
     if call.response_model is not None:

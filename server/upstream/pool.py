@@ -69,7 +69,8 @@ class UpstreamPool:
     ``max_connections_per_model`` or else its endpoint's ``max_connections``. The pool owns
     ``transport`` (default: aiohttp-backed) and closes it in :meth:`aclose`. ``limiter``
     enforces the models' per-minute limits (none: not enforced); ``on_breaker_change`` is told
-    every circuit breaker transition; ``clock`` (monotonic seconds) drives the breakers.
+    every circuit breaker transition; ``clock`` (monotonic seconds) drives the breakers;
+    ``trace_headers`` (tracing on) gives each call its ``traceparent``.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class UpstreamPool:
         limiter: ModelLimiter[Any] | None = None,
         on_breaker_change: BreakerListener | None = None,
         clock: Callable[[], float] = time.monotonic,
+        trace_headers: Callable[[], dict[str, str] | None] | None = None,
     ) -> None:
         self.settings = settings = settings or UpstreamSettings()
         self._transport = (
@@ -90,7 +92,11 @@ class UpstreamPool:
         # The default transport was built here: the sender calls its aiohttp session directly.
         direct = transport is None and isinstance(self._transport, AiohttpTransport)
         sender = self._sender = Sender(
-            settings, self._transport, dict(self._client.headers), direct=direct
+            settings,
+            self._transport,
+            dict(self._client.headers),
+            direct=direct,
+            trace_headers=trace_headers,
         )
         self._deployments = Deployments(
             settings.breaker_policy(), clock=clock, on_change=on_breaker_change

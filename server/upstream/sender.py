@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -43,8 +44,12 @@ class Sender:
         client_headers: dict[str, str],
         *,
         direct: bool,
+        trace_headers: Callable[[], dict[str, str] | None] | None = None,
     ) -> None:
+        """``trace_headers``: the W3C trace headers of the call being made (set only while
+        tracing is on: otherwise nothing is looked up)."""
         self._settings = settings
+        self._trace_headers = trace_headers
         self._transport = transport
         self._aiohttp = transport if direct and isinstance(transport, AiohttpTransport) else None
         self._client_headers = dict(client_headers)
@@ -95,6 +100,10 @@ class Sender:
     ) -> UpstreamResponse:
         """One POST, streamed (headers read, body not)."""
         httpx_url, aiohttp_url = self._url(endpoint)
+        if self._trace_headers is not None:
+            traced = self._trace_headers()
+            if traced:
+                headers = {**headers, **traced}
         if self._aiohttp is not None:
             session = aiohttp_session(self._aiohttp)
             return await aiohttp_post(session, aiohttp_url, content, headers, timeouts)

@@ -1,5 +1,9 @@
 """A real Prometheus scrapes a real uvicorn-served proxy under a short load of real episodes
-(fake engine and upstreams); then every dashboard panel's PromQL must return data."""
+(fake engine and upstreams); then every dashboard panel's PromQL must return data.
+
+The load provokes what the panels show: streams (time to first token), retries (a model
+answering 429), fallbacks (an episode that never answers, a passthrough model that fails),
+per-request caps, open breakers (a model answering 500)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from router_model.registry import Registry
+from router_model.registry.schema import ProfileFallback
 from server.app import create_app
 from server.auth import hash_key
 from server.settings import Settings
@@ -36,19 +42,45 @@ ROUTES = {
     "ask qwen": "Qwen2.5-7B-Instruct",  # deterministic: cache misses then hits
     "ask gemma": "Gemma-2-27B-Instruct",  # temperature 0.1: never cached
     "ask llama": "LLaMA-3.1-8B-Instruct",  # its upstream fails: upstream errors
+    "ask mistral": "Mistral-7B-Instruct",  # its upstream is over quota (429): retries
 }
 UPSTREAM = FakeUpstream(
     {
         "qwen/qwen2.5-7b-instruct": UpstreamScript(reply="Tolstoy."),
         "google/gemma-2-27b-it": UpstreamScript(reply="Leo Tolstoy."),
         "meta/llama-3.1-8b-instruct": UpstreamScript(status=500),
+        "mistralai/mistral-7b-instruct-v0.3": UpstreamScript(status=429),
     }
 )
+CAP_HEADERS = {"x-router-max-cost-usd": "0.000000001"}  # below any call's worst case
+
+
+def load_registry() -> Registry:
+    """The default registry with fallbacks: the profile's (Qwen, when the episode cannot
+    answer) and LLaMA-8B's as a passthrough (Qwen)."""
+    registry = default_registry()
+    models = tuple(
+        m.model_copy(update={"fallbacks": ("Qwen2.5-7B-Instruct",)})
+        if m.name == "LLaMA-3.1-8B-Instruct"
+        else m
+        for m in registry.models
+    )
+    profiles = tuple(
+        p.model_copy(
+            update={"fallback": ProfileFallback(model="Qwen2.5-7B-Instruct", when=("no_answer",))}
+        )
+        for p in registry.spec.profiles
+    )
+    return Registry(registry.spec.model_copy(update={"models": models, "profiles": profiles}))
+
+
 LOAD_S = 8.0
 RATE_INTERVAL = "1m"  # the whole load run: robust on a loaded CI machine
 
 
 def policy(prompt: str) -> str:
+    if "never answer" in prompt:  # every turn invalid: the episode ends without an answer
+        return INVALID
     tail = prompt.rstrip()
     if tail.endswith("</information>") or tail.endswith("no action at all"):
         return ANSWER
@@ -64,13 +96,27 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+async def streamed(client: openai.AsyncOpenAI, model: str, text: str) -> None:
+    stream = await client.chat.completions.create(model=model, messages=ask(text), stream=True)
+    async for _ in stream:
+        pass
+
+
 async def one_round(client: openai.AsyncOpenAI, round_no: int) -> None:
     keyed = client.with_options(api_key=KEY)
     calls: list[Any] = [
         keyed.chat.completions.create(model="router-r1", messages=ask(f"{phrase} {round_no % 2}"))
-        for phrase in (*ROUTES, "be invalid", "just answer")
+        for phrase in (*ROUTES, "be invalid", "just answer", "never answer")
     ]
     calls.append(keyed.chat.completions.create(model="Qwen2.5-7B-Instruct", messages=ask("hi")))
+    calls.append(keyed.chat.completions.create(model="LLaMA-3.1-8B-Instruct", messages=ask("hi")))
+    calls.append(streamed(keyed, "router-r1", "just answer"))
+    calls.append(streamed(keyed, "Qwen2.5-7B-Instruct", "hi"))
+    calls.append(
+        keyed.chat.completions.create(
+            model="router-r1", messages=ask("ask gemma 0"), extra_headers=CAP_HEADERS
+        )
+    )
     calls.append(keyed.chat.completions.create(model="no-such-model", messages=ask("hi")))
     calls.append(client.chat.completions.create(model="router-r1", messages=ask("no key")))
     for key in (LIMITED, BROKE):
@@ -89,11 +135,11 @@ async def test_every_panel_returns_data(tmp_path: Path) -> None:
             dict(
                 api_keys=KEYS,
                 upstream_backoff_base_s=0.001,
-                upstream_max_retries=0,
+                upstream_max_retries=1,
                 registry_reload_interval_s=0,
             )
         ),
-        registry=default_registry(),
+        registry=load_registry(),
         engine_transport=httpx.ASGITransport(app=FakeVLLM(policy).app),
         upstream_transport=httpx.ASGITransport(app=UPSTREAM.app),
     )
@@ -135,6 +181,11 @@ async def test_every_panel_returns_data(tmp_path: Path) -> None:
                     "errors"
                 ),
                 "sum(rate(router_r1_invalid_actions_total[1m]))": "invalid actions",
+                "sum(rate(router_r1_upstream_retries_total[1m]))": "retries",
+                "sum(rate(router_r1_fallbacks_total[1m]))": "fallbacks",
+                "sum(rate(router_r1_caps_tripped_total[1m]))": "caps tripped",
+                "sum(rate(router_r1_time_to_first_token_seconds_count[1m]))": "streams",
+                "sum(rate(process_cpu_seconds_total[1m]))": "process CPU",
             }
             for query, what in checks.items():
                 values = finite_values(await asyncio.to_thread(prometheus.query, query))

@@ -279,3 +279,19 @@ def test_an_empty_registry_stops_serve_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {registry}: defines no router profile and no model")
+
+
+def test_an_otel_value_it_cannot_honour_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setenv("ROUTER_R1_REGISTRY", str(REGISTRY_FILE))
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "router-r1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    result = CliRunner().invoke(cli_app, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: OTLP protocol 'http/json' is not supported: use http/protobuf or grpc"
+    ]

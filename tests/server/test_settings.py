@@ -71,9 +71,12 @@ def test_every_setting_is_read_from_its_variable(
     if _accepts_any_text(annotation):
         monkeypatch.setenv(variable, "probe-value")
         try:
-            assert str(_value(load_settings(), path)) == "probe-value"
+            value = str(_value(load_settings(), path))
         except SettingsError as refused:
-            assert str(refused).startswith(f"{variable}: "), refused
+            value = str(refused)
+            assert value.startswith(f"{variable}: "), value
+        else:
+            assert value == "probe-value"
     else:
         monkeypatch.setenv(variable, "!!not-a-value")
         with pytest.raises(SettingsError) as raised:

@@ -178,8 +178,15 @@ def passthrough_completion(body: dict[str, Any], trace: RouterTrace, cost_usd: f
     usage = body.get("usage")
     if isinstance(usage, dict):
         usage["cost"] = cost_usd
-    body["router"] = router_object(trace)
-    return orjson.dumps(body)
+    body.pop("router", None)  # an upstream's own "router" field is replaced, as before
+    # The trace is serialized by pydantic straight to JSON and spliced in as the last key:
+    # dumping it to Python objects first and orjson-encoding those cost a passthrough request
+    # about 20 µs of CPU (bench/bench_proxy.py). The bytes are the same JSON.
+    encoded = orjson.dumps(body)
+    router = trace.model_dump_json().encode()
+    if encoded == b"{}":
+        return b'{"router":' + router + b"}"
+    return encoded[:-1] + b',"router":' + router + b"}"
 
 
 def merged_event(data: Mapping[str, Any], **extra: Any) -> bytes:

@@ -13,7 +13,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router_model.registry import Registry
 from server.auth import hash_key
+from server.version import gateway_version
+from tests.fakes.registry import default_registry
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.fakes.vllm_server import FakeVLLM
 from tests.server.api.conftest import running_gateway
@@ -124,6 +127,12 @@ async def test_a_failed_stream_is_counted_with_its_error() -> None:
     )
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The children of ``parent`` (uvicorn's workers), from /proc."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
 @pytest.mark.slow
 def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
     """Two uvicorn workers: /metrics on either shows every worker's requests."""
@@ -162,6 +171,12 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
             value(found, "router_r1_requests_total", profile="none", model="none", status="404")
             == 20
         )
+        assert value(found, "router_r1_build_info", version=gateway_version()) == 1
+        # every live worker's process figures, each labelled with its pid
+        cpu = [dict(labels) for name, labels in found if name == "process_cpu_seconds_total"]
+        assert len(cpu) == 2
+        assert {int(labels["pid"]) for labels in cpu} <= set(worker_pids(process.pid))
+        assert not any(name.startswith("python_gc_") for name, _ in found)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -174,3 +189,65 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
 async def test_metrics_can_be_turned_off() -> None:
     async with running_gateway(metrics_enabled=False) as gw:
         assert (await gw.http.get("/metrics")).status_code == 404
+
+
+async def test_process_gc_and_build_series_are_served() -> None:
+    async with running_gateway() as gw:
+        found = samples((await gw.http.get("/metrics")).text)
+    names = {name for name, _ in found}
+    for needed in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "python_gc_collections_total",
+        "python_info",
+    ):
+        assert needed in names, needed
+    assert value(found, "router_r1_build_info", version=gateway_version()) == 1
+
+
+async def test_streams_retries_and_passthrough_fallbacks_are_counted() -> None:
+    llama = "meta/llama-3.1-8b-instruct"
+    upstream = FakeUpstream(
+        {
+            QWEN: UpstreamScript(reply="Tolstoy."),
+            llama: [UpstreamScript(status=429), UpstreamScript(reply="Tolstoy.")],
+        }
+    )
+    engine = FakeVLLM([ROUTE, ANSWER])
+    async with running_gateway(engine, upstream, upstream_max_retries=2) as gw:
+        stream = await gw.client.chat.completions.create(
+            model="router-r1", messages=QUESTION, stream=True
+        )
+        async for _ in stream:
+            pass
+        stream = await gw.client.chat.completions.create(
+            model="Qwen2.5-7B-Instruct", messages=QUESTION, stream=True
+        )
+        async for _ in stream:
+            pass
+        await gw.client.chat.completions.create(model="LLaMA-3.1-8B-Instruct", messages=QUESTION)
+        found = samples((await gw.http.get("/metrics")).text)
+    ttft = "router_r1_time_to_first_token_seconds_count"
+    assert value(found, ttft, profile="router-r1", model="router") == 1
+    assert value(found, ttft, profile="passthrough", model="Qwen2.5-7B-Instruct") == 1
+    assert value(found, "router_r1_upstream_retries_total", model="LLaMA-3.1-8B-Instruct") == 1
+
+
+async def test_a_passthrough_fallback_is_counted_with_how_the_model_failed() -> None:
+    registry = default_registry()
+    models = tuple(
+        m.model_copy(update={"fallbacks": ("Qwen2.5-7B-Instruct",)})
+        if m.name == "Gemma-2-27B-Instruct"
+        else m
+        for m in registry.models
+    )
+    registry = Registry(registry.spec.model_copy(update={"models": models}))
+    upstream = FakeUpstream(
+        {"google/gemma-2-27b-it": UpstreamScript(status=500), QWEN: UpstreamScript(reply="Hi.")}
+    )
+    async with running_gateway(FakeVLLM([]), upstream, registry=registry) as gw:
+        await gw.client.chat.completions.create(model="Gemma-2-27B-Instruct", messages=QUESTION)
+        found = samples((await gw.http.get("/metrics")).text)
+    fallbacks = "router_r1_fallbacks_total"
+    assert value(found, fallbacks, profile="passthrough", reason="http_error") == 1

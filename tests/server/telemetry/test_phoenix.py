@@ -1,6 +1,6 @@
 """Spans exported over OTLP (http/protobuf and gRPC, configured by OTEL_* variables only) to a
 real Phoenix, read back through its REST API: the tree, the times, the attributes and the
-client's ``traceparent`` as the request span's parent."""
+client's ``traceparent`` as the request span's parent; last, from a running gateway."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ import pytest
 
 from server.telemetry import ModelInfo, RequestFacts, TraceExporter
 from tests.fakes.traces import LLAMA, POLICY_MODEL, QWEN, three_step_trace
+from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
+from tests.fakes.vllm_server import FakeVLLM
+from tests.server.telemetry.gateway import ANSWER, QUESTION, ROUTE_QWEN, traced_gateway
+from tests.server.telemetry.gateway import QWEN as GATEWAY_QWEN
 from tests.servers.phoenix_server import PhoenixServer
 
 pytestmark = pytest.mark.slow
@@ -142,3 +146,39 @@ def test_spans_over_grpc_with_content(
     assert event["name"] == "gen_ai.client.inference.operation.details"
     messages = json.loads(event["attributes"]["gen_ai.input.messages"])
     assert messages[0]["parts"][0]["content"] == "Who wrote War and Peace?"
+
+
+async def test_a_gateway_episode_read_back_from_phoenix(
+    phoenix: PhoenixServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running gateway, configured by OTEL_* alone (its own batch processor and OTLP
+    exporter), an episode through the official SDK; the lifespan's exit flushes the spans."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", phoenix.otlp_http_endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "router-r1-gateway-test")
+    traceparent, trace_id, parent_span = client_traceparent()
+    upstream = FakeUpstream({GATEWAY_QWEN: UpstreamScript(reply="Leo Tolstoy wrote it.")})
+    async with traced_gateway(FakeVLLM([ROUTE_QWEN, ANSWER]), upstream, traced=False) as gw:
+        assert gw.app.state.router_r1.telemetry is not None  # on from the environment
+        completion = await gw.client.chat.completions.create(
+            model="router-r1", messages=QUESTION, extra_headers={"traceparent": traceparent}
+        )
+    spans = phoenix.wait_for_spans(trace_id, 4)
+    assert len(spans) == 4
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    (request,) = [s for s in spans if s["name"] == "invoke_agent router-r1"]
+    assert request["parent_id"] == parent_span
+    attrs = request["attributes"]
+    assert completion.id == f"chatcmpl-{attrs['router_r1.request_id']}"
+    assert (attrs["router_r1.outcome"], attrs["router_r1.routes"]) == ("answer", 1)
+    turns = [s for s in spans if s["name"].startswith("text_completion ")]
+    assert len(turns) == 2
+    assert {t["parent_id"] for t in turns} == {request["context"]["span_id"]}
+    (call,) = [s for s in spans if s["name"] == "chat Qwen2.5-7B-Instruct"]
+    assert by_id[call["parent_id"]]["attributes"]["router_r1.step.index"] == 0
+    assert call["attributes"]["gen_ai.request.model"] == GATEWAY_QWEN
+    # the upstream saw the call's own span as its parent
+    sent = upstream.calls[0].headers["traceparent"]
+    assert sent == f"00-{trace_id}-{call['context']['span_id']}-01"
+    assert _unix(request["start_time"]) <= _unix(call["start_time"])
+    assert _unix(call["end_time"]) <= _unix(request["end_time"])
