@@ -28,6 +28,13 @@ from server.upstream import UpstreamPool
 from server.upstream.cache import CachingRouteCaller
 
 
+def final_turn_grammar(profile: RouterProfile) -> str | None:
+    """A ``grammar: true`` profile's final turn may only answer: the loop would not execute a
+    route there anyway (spec: the final turn's route is not run), and a prompted policy that
+    writes one ends without an answer. Trained checkpoints run without a grammar."""
+    return action_grammar(()) if profile.grammar else None
+
+
 def profile_grammar(registry: Registry, profile: RouterProfile) -> str | None:
     """The action grammar of a ``grammar: true`` profile, naming its pool as this registry
     version defines it (a reload rebuilds the runners, so a new model is valid at once)."""
@@ -78,6 +85,7 @@ class RunnerCache:
                 registry,
                 profile,
                 grammar=profile_grammar(registry, profile),
+                final_grammar=final_turn_grammar(profile),
                 guard=guard,
                 engines=engine,  # each episode pinned to one replica
             )

@@ -222,7 +222,7 @@ class EpisodeRun:
         context); answer deltas carry the answer block's content once more."""
         splitter = AnswerSplitter(self.settings.answer_stops)
         prompt = self.context.engine_prompt()
-        stream = self.engine.stream_generate(prompt, self.settings.params)
+        stream = self.engine.stream_generate(prompt, self.settings.turn_params(turn.final))
         text, fed, chunks = "", 0, 0
         final: GenerationChunk | None = None
         try:

@@ -36,6 +36,7 @@ class EpisodeRunner:
         clock: Callable[[], float] = time.perf_counter,
         *,
         grammar: str | None = None,
+        final_grammar: str | None = None,
         guard: SpecialTokenGuard | None = None,
         engines: EpisodeEngines | None = None,
     ) -> None:
@@ -46,6 +47,7 @@ class EpisodeRunner:
         self.profile = profile
         self.clock = clock
         self.grammar = grammar
+        self.final_grammar = final_grammar
         self.guard = guard or SpecialTokenGuard(engine.tokenize)
         self.template = registry.policy_template(profile)
         self.resolver = registry.resolver(profile)
@@ -59,7 +61,10 @@ class EpisodeRunner:
     ) -> EpisodeRun:
         """A new episode; play it with :meth:`EpisodeRun.events`."""
         settings = resolve_settings(
-            self.profile, overrides or PolicyOverrides(), grammar=self.grammar
+            self.profile,
+            overrides or PolicyOverrides(),
+            grammar=self.grammar,
+            final_grammar=self.final_grammar,
         )
         return EpisodeRun(self, question, settings, request_id or f"ep-{uuid.uuid4().hex}")
 

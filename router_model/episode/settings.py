@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from router_model.episode.caps import RequestCaps
 from router_model.episode.engine import GenerationParams
@@ -35,6 +35,12 @@ class EpisodeSettings:
     answer_stops: tuple[str, ...]
     deadline_s: float
     caps: RequestCaps = field(default_factory=RequestCaps)
+    final_params: GenerationParams | None = None
+    """The final turn's (where a route is not executed): an answer-only grammar for a
+    grammar-constrained profile; ``None`` = the same as every turn."""
+
+    def turn_params(self, final: bool) -> GenerationParams:
+        return self.final_params if final and self.final_params is not None else self.params
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -42,7 +48,11 @@ def _clamp(value: float, low: float, high: float) -> float:
 
 
 def resolve_settings(
-    profile: RouterProfile, overrides: PolicyOverrides, *, grammar: str | None = None
+    profile: RouterProfile,
+    overrides: PolicyOverrides,
+    *,
+    grammar: str | None = None,
+    final_grammar: str | None = None,
 ) -> EpisodeSettings:
     """Profile defaults, overridden by the client within the profile's limits.
 
@@ -71,4 +81,7 @@ def resolve_settings(
     caps = RequestCaps(limits.max_cost_usd, limits.max_upstream_calls).lowered(
         overrides.max_cost_usd, overrides.max_upstream_calls
     )
-    return EpisodeSettings(params=params, answer_stops=stops, deadline_s=deadline, caps=caps)
+    final_params = None if final_grammar is None else replace(params, grammar=final_grammar)
+    return EpisodeSettings(
+        params=params, answer_stops=stops, deadline_s=deadline, caps=caps, final_params=final_params
+    )

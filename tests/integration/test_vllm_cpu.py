@@ -48,7 +48,7 @@ from router_model.registry import Registry, RouterProfile
 from server.app import create_app
 from server.engines import EngineError, GenerationParams, VLLMEngine
 from server.settings import Settings
-from server.state import profile_grammar
+from server.state import final_turn_grammar, profile_grammar
 from tests.deploy.dashboards import dashboard_files, expressions, is_vllm, load, substitute
 from tests.fakes.upstream_server import FakeUpstream, UpstreamScript
 from tests.integration.guarded_context import check_guarded_context
@@ -326,9 +326,12 @@ async def test_multi_turn_episode_keeps_the_training_layout_and_hits_the_prefix_
     assert set(actions[:-1]) <= {"route", "invalid"}
     assert router["totals"]["routes"] == actions.count("route") >= 1
     assert len(gw.upstream.calls) == actions.count("route")
-    # the gateway asked for its profile's grammar on every turn
-    grammar = profile_grammar(gw.registry, local_profile(gw.registry))
-    assert gw.engine_calls.requested_grammars == [grammar] * (routes + 1)
+    # the gateway asked for its profile's grammar on every turn but the final one (where a
+    # route would not be executed), which may only answer
+    profile = local_profile(gw.registry)
+    grammar = profile_grammar(gw.registry, profile)
+    final = final_turn_grammar(profile) if routes == profile.limits.max_routes else grammar
+    assert gw.engine_calls.requested_grammars == [grammar] * routes + [final]
 
     # token fidelity: what vLLM received is the training layout, piece by piece
     assert len(calls) == routes + 1

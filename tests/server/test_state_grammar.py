@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from router_model.registry import Registry
 from router_model.registry.schema import ModelSpec
-from server.state import profile_grammar
+from server.state import final_turn_grammar, profile_grammar
 from tests.fakes.registry import default_registry, router_profile
 
 
@@ -47,3 +47,14 @@ def test_names_the_profiles_pool_and_follows_registry_changes() -> None:
     assert new_grammar is not None
     assert '"Brand-New-Model"' in new_grammar
     assert '"Brand-New-Model"' not in grammar
+
+
+def test_the_final_turn_of_a_grammar_profile_may_only_answer() -> None:
+    registry = _with_grammar(default_registry())
+    profile = registry.profile("router-r1")
+    assert profile is not None
+    final = final_turn_grammar(profile)
+    assert final is not None
+    assert "action ::= answer\n" in final
+    assert "<search>" not in final
+    assert final_turn_grammar(router_profile(default_registry())) is None

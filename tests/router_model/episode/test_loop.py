@@ -497,3 +497,32 @@ async def test_runner_is_reusable_and_question_is_normalised(make: Make) -> None
     assert "capital of France?" in first.context.prompt_text
     assert first.trace.request_id != second.trace.request_id
     assert h.fake.completions[1].prompt_ids == h.chat_ids()
+
+
+async def test_a_grammar_profiles_final_turn_may_only_answer(make: Make) -> None:
+    """With a final-turn grammar (``grammar: true`` profiles get an answer-only one), the
+    final turn is generated under it and every earlier turn under the profile's own."""
+    h = await make([route(QWEN, "q0"), route(QWEN, "q1"), answer("Paris")], {QWEN: "r"})
+    runner = EpisodeRunner(
+        h.runner.engine,
+        h.caller,
+        h.registry,
+        h.profile.model_copy(
+            update={"limits": h.profile.limits.model_copy(update={"max_routes": 2})}
+        ),
+        grammar="root ::= every-turn",
+        final_grammar="root ::= answer-only",
+    )
+    result = await runner.run_to_end(QUESTION)
+    assert result.outcome == "answer"
+    grammars = [c.body["structured_outputs"]["grammar"] for c in h.fake.completions]
+    assert grammars == ["root ::= every-turn", "root ::= every-turn", "root ::= answer-only"]
+
+
+async def test_an_episode_that_answers_early_never_uses_the_final_grammar(make: Make) -> None:
+    h = await make([answer("Paris")], max_routes=2)
+    runner = EpisodeRunner(
+        h.runner.engine, h.caller, h.registry, h.profile, grammar="g", final_grammar="final"
+    )
+    await runner.run_to_end(QUESTION)
+    assert [c.body["structured_outputs"]["grammar"] for c in h.fake.completions] == ["g"]
