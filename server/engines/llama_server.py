@@ -314,7 +314,7 @@ class LlamaServerEngine(VLLMEngine):
 
     async def generate(self, prompt_ids: Sequence[int], params: GenerationParams) -> Generation:
         payload = self._completion_payload(prompt_ids, params, stream=False)
-        data = await self._post("/completion", payload, "completion")
+        data = await self._post("/completion", payload, "completion", idempotent=False)
         text = data.get("content")
         if not isinstance(text, str):
             raise EngineError("policy engine completion: malformed reply (no content)")

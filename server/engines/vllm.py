@@ -106,13 +106,31 @@ class VLLMEngine:
         clone._headers = {**self._headers, **headers}
         return clone
 
-    async def _post(self, path: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
+    async def _post(
+        self, path: str, payload: dict[str, Any], what: str, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """POST one JSON request. An idempotent one (tokenize, detokenize, the chat template:
+        pure functions of their input) is sent once more, on a fresh connection, after a
+        transport failure other than a timeout: a pooled connection the server had already
+        closed fails on write ("Can not write request body", "Server disconnected"; seen with
+        llama-server, which closes idle and post-stream connections), and such a request was
+        never processed. A generation is never re-sent here (it may have been processed)."""
+        url = self._root + path
         try:
             response = await self._client.post(
-                self._root + path, json=payload, headers=self._headers, timeout=self._timeout
+                url, json=payload, headers=self._headers, timeout=self._timeout
             )
-        except httpx.TransportError as exc:
+        except httpx.TimeoutException as exc:
             raise _transport_error(exc, what) from exc
+        except httpx.TransportError as exc:
+            if not idempotent:
+                raise _transport_error(exc, what) from exc
+            try:
+                response = await self._client.post(
+                    url, json=payload, headers=self._headers, timeout=self._timeout
+                )
+            except httpx.TransportError as again:
+                raise _transport_error(again, what) from again
         if response.status_code >= 400:
             raise _status_error(response.status_code, response.content, what)
         try:
@@ -168,7 +186,7 @@ class VLLMEngine:
 
     async def generate(self, prompt_ids: Sequence[int], params: GenerationParams) -> Generation:
         payload = self._completion_payload(prompt_ids, params, stream=False)
-        data = await self._post("/v1/completions", payload, "completion")
+        data = await self._post("/v1/completions", payload, "completion", idempotent=False)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise EngineError("policy engine completion: malformed reply (no choices)")
