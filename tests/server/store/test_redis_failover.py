@@ -16,7 +16,17 @@ from server.store.layout import tag
 from tests.servers.redis_cluster import RedisClusterServers
 from tests.servers.redis_sentinel import SentinelGroup
 
-pytestmark = pytest.mark.slow
+# While a node fails over, redis-py may drop a connection it was opening without closing it
+# (redis-py 8.1; see closed() below): if the collector finds it while a test here runs, its
+# ResourceWarning would fail that test under -W error. Only redis-py's own connection objects,
+# only in these failover tests: the store's own connections are closed by aclose(), which
+# every test checks by closing the store.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings(
+        "ignore:unclosed Connection <redis.asyncio.connection.Connection:ResourceWarning"
+    ),
+]
 
 MINUTE = Window("m1", 30.0)
 PERIOD = Window("d1", 3600.0)
@@ -81,6 +91,20 @@ async def closed(store: RedisStore) -> None:
         gc.collect()
 
 
+async def requests_counted(store: RedisStore, subject: str) -> int:
+    """``subject``'s request count, once the store serves it again: right after a failover
+    another worker's failure can put the whole store in its short retry pause (a refusal
+    without trying, by design), so ask until it answers, within the recovery bound."""
+    deadline = time.perf_counter() + RECOVERY_BOUND_S
+    while True:
+        try:
+            return (await store.usage(subject, MINUTE, PERIOD)).requests
+        except StoreUnavailable:
+            if time.perf_counter() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+
+
 async def kill_under_load(store: RedisStore, subjects: list[str], kill: object) -> Load:
     """Run two workers per subject, kill, and wait until ``subjects[0]`` is served again."""
     await served(store)
@@ -112,9 +136,8 @@ async def test_a_cluster_primary_killed_under_load(
         assert max(load.durations) < CALL_BOUND_S
         # the subjects on the promoted replica are served by it
         assert cluster.primary_of(tag(subjects[0])) is not victim
-        usage = await store.usage(subjects[0], MINUTE, PERIOD)
-        assert usage.requests > 0
-        assert await store.ping()
+        assert await requests_counted(store, subjects[0]) > 0
+        await served(store)
     finally:
         await closed(store)
 
@@ -130,8 +153,8 @@ async def test_a_sentinel_primary_killed_under_load(
         assert load.failures > 0
         assert max(load.durations) < CALL_BOUND_S
         await asyncio.to_thread(group.wait_failed_over)
-        assert (await store.usage(subjects[0], MINUTE, PERIOD)).requests > 0
-        assert await store.ping()
+        assert await requests_counted(store, subjects[0]) > 0
+        await served(store)
     finally:
         await closed(store)
 
