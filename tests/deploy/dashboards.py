@@ -42,9 +42,22 @@ TEMPLATE_VARIABLES = ("instance", "profile", "model")  # multi-value, "All" = ".
 VLLM_METRIC = re.compile(r"\b(vllm:[a-z0-9_:]+)\b")
 
 
+LLAMACPP_METRIC = re.compile(r"\b(llamacpp:[a-z0-9_:]+)\b")
+
+
 def is_vllm(expr: str) -> bool:
     """Whether the PromQL reads vLLM's own metrics (scraped from vLLM, not the gateway)."""
     return bool(VLLM_METRIC.search(expr))
+
+
+def is_llamacpp(expr: str) -> bool:
+    """Whether the PromQL reads llama-server's own metrics (``--metrics``)."""
+    return bool(LLAMACPP_METRIC.search(expr))
+
+
+def is_engine(expr: str) -> bool:
+    """An engine's own series: checked against that real engine, not the gateway."""
+    return is_vllm(expr) or is_llamacpp(expr)
 
 
 def substitute(

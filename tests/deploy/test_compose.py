@@ -164,6 +164,8 @@ def test_prometheus_scrapes_the_proxy_and_engines(stack: str) -> None:
     assert "proxy:8080" in targets
     if stack == "gpu":
         assert "vllm:8000" in targets
+    else:
+        assert {"llamacpp-qwen:8101", "llamacpp-smollm2:8102"} <= set(targets)
     for target in targets:
         host, port = target.split(":")
         assert host in services, f"{stack}: prometheus scrapes missing service {host}"

@@ -8,11 +8,14 @@ import pytest
 
 from server.metrics import Metrics
 from tests.deploy.dashboards import (
+    LLAMACPP_METRIC,
     METRIC_NAME,
     TEMPLATE_VARIABLES,
     VLLM_METRIC,
     dashboard_files,
     expressions,
+    is_engine,
+    is_llamacpp,
     is_vllm,
     load,
     panels,
@@ -109,7 +112,7 @@ def test_dashboard_imports_into_any_grafana(path: Path) -> None:
 @pytest.mark.parametrize("path", dashboard_files(), ids=lambda p: p.name)
 def test_the_variables_filter_the_gateway_panels(path: Path) -> None:
     for title, expr in expressions(load(path)):
-        if is_vllm(expr):
+        if is_engine(expr):
             continue
         for selector in METRIC_NAME.finditer(expr):
             rest = expr[selector.end() :]
@@ -126,3 +129,18 @@ def test_the_overview_has_vllm_panels_with_real_metric_names() -> None:
     exprs = [expr for _, expr in expressions(load(dashboard_files()[0])) if is_vllm(expr)]
     used = {name for expr in exprs for name in VLLM_METRIC.findall(expr)}
     assert used == VLLM_SERIES
+
+
+# llama-server's own series (tests/integration/test_llama_server_dashboard.py checks them live)
+LLAMACPP_SERIES = {
+    "llamacpp:requests_processing",
+    "llamacpp:requests_deferred",
+    "llamacpp:prompt_tokens_total",
+    "llamacpp:tokens_predicted_total",
+}
+
+
+def test_the_overview_has_llama_server_panels_with_real_metric_names() -> None:
+    exprs = [expr for _, expr in expressions(load(dashboard_files()[0])) if is_llamacpp(expr)]
+    used = {name for expr in exprs for name in LLAMACPP_METRIC.findall(expr)}
+    assert used == LLAMACPP_SERIES
