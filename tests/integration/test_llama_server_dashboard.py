@@ -5,7 +5,6 @@ panel's PromQL returns data. What the panels show never depends on what the mode
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -24,24 +23,19 @@ async def test_the_dashboards_llama_server_panels_return_data(
     targets = [f"127.0.0.1:{spec.port}" for spec in llama_stack.specs.values()]
     prometheus = PrometheusServer(tmp_path / "prometheus", targets)
 
-    async def scraped(expr: str) -> None:  # bounded: a loaded machine scrapes late
-        deadline = time.monotonic() + 60
-        while not finite_values(await asyncio.to_thread(prometheus.query, expr)):
-            assert time.monotonic() < deadline, f"prometheus never saw {expr}"
-            await asyncio.sleep(0.5)
-
     await asyncio.to_thread(prometheus.start)
     try:
         # rates need a sample on each side of the load
         predicted = "sum(llamacpp:tokens_predicted_total)"
-        await scraped("count_over_time(llamacpp:tokens_predicted_total[1m]) >= 2")
+        twice = "count_over_time(llamacpp:tokens_predicted_total[1m]) >= 2"
+        await asyncio.to_thread(prometheus.wait_for, twice)
         before = finite_values(await asyncio.to_thread(prometheus.query, predicted))[0]
         async with policy_engine(llama_stack) as engine:
             prompt = await engine.chat_prompt_ids("What is the capital city of France?")
             params = GenerationParams(max_tokens=8, temperature=0.0)
             for _ in range(3):
                 await engine.generate(prompt, params)
-        await scraped(f"{predicted} > {before}")
+        await asyncio.to_thread(prometheus.wait_for, f"{predicted} > {before}")
         await asyncio.sleep(2.5)  # a scrape after the load, for the rates' second sample
         empty: list[str] = []
         checked = 0

@@ -490,17 +490,11 @@ async def test_the_dashboards_vllm_panels_return_data(vllm_cpu: VLLMCPU, tmp_pat
     three times: prefix-cache hits); then every vLLM panel's PromQL returns data."""
     prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{vllm_cpu.config.port}"])
 
-    async def scraped(expr: str) -> None:  # bounded: a loaded machine scrapes late
-        deadline = time.monotonic() + 60
-        while not finite_values(await asyncio.to_thread(prometheus.query, expr)):
-            assert time.monotonic() < deadline, f"prometheus never saw {expr}"
-            await asyncio.sleep(0.5)
-
     await asyncio.to_thread(prometheus.start)
     try:
         # rates need a sample on each side of the load
         ttft_count = "vllm:time_to_first_token_seconds_count"
-        await scraped(f"count_over_time({ttft_count}[1m]) >= 2")
+        await asyncio.to_thread(prometheus.wait_for, f"count_over_time({ttft_count}[1m]) >= 2")
         before = finite_values(await asyncio.to_thread(prometheus.query, ttft_count))[0]
         async with engine_on(vllm_cpu) as engine:
             prompt = await engine.chat_prompt_ids("What is the capital city of France?")
@@ -508,7 +502,7 @@ async def test_the_dashboards_vllm_panels_return_data(vllm_cpu: VLLMCPU, tmp_pat
             for _ in range(3):  # the same prompt: prefix-cache hits
                 chunks = [chunk async for chunk in engine.stream_generate(prompt, params)]
                 assert chunks[-1].is_final
-        await scraped(f"{ttft_count} >= {before + 3}")
+        await asyncio.to_thread(prometheus.wait_for, f"{ttft_count} >= {before + 3}")
         empty: list[str] = []
         for path in dashboard_files():
             for title, expr in expressions(load(path)):

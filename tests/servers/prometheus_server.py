@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,13 @@ class PrometheusServer:
             raise AssertionError(f"PromQL {expr!r} failed: {body.get('error')}")
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    def wait_for(self, expr: str, timeout_s: float = 60.0) -> None:
+        """Until ``expr`` has a finite value (bounded: a loaded machine scrapes late)."""
+        deadline = time.monotonic() + timeout_s
+        while not finite_values(self.query(expr)):
+            assert time.monotonic() < deadline, f"prometheus never saw {expr}"
+            time.sleep(0.5)
 
     def target_health(self) -> list[str]:
         response = httpx.get(f"{self.url}/api/v1/targets", timeout=10)
