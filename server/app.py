@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -107,6 +109,7 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        **_without_native_telemetry(),
     )
     install_error_handlers(app)
     app.include_router(chat_router)
@@ -120,6 +123,17 @@ def create_app(
         app.add_middleware(TraceContextMiddleware, exporter=lambda: _exporter_of(app))
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, the fast path sees its id
     return app
+
+
+def _without_native_telemetry() -> dict[str, Any]:
+    """FastAPI >= 0.16x instruments every request itself once a global OpenTelemetry provider
+    is set (``opentelemetry-instrument``): that would duplicate the gateway's own spans
+    (:mod:`server.telemetry`), and even unconfigured it looks the providers up on every
+    request (about 2 % of a passthrough request's CPU, bench/bench_proxy.py). Off where it
+    exists; older FastAPI has no such parameter."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def _telemetry_config(settings: Settings, processor: SpanProcessor | None) -> TelemetryConfig:
@@ -169,7 +183,13 @@ async def _build_state(
             "OpenTelemetry tracing on: spans exported over OTLP %s", exporter.config.protocol
         )
     recorder = OutcomeRecorder(
-        metrics, access, traces, background, access_log=settings.log.access, exporters=exporters
+        metrics,
+        access,
+        traces,
+        background,
+        access_log=settings.log.access,
+        exporters=exporters,
+        shield_writes=not store.in_process,
     )
     upstream = await stack.enter_async_context(
         UpstreamPool(

@@ -89,6 +89,13 @@ class AccessControl:
             raise _unauthenticated("Incorrect API key provided.", "invalid_api_key")
         return Caller(key.id, key)
 
+    @staticmethod
+    def holds_budget(caller: Caller) -> bool:
+        """Whether admitting this caller's requests reserves their worst-case cost (its key
+        has a budget): otherwise nobody needs the worst case, and it is not computed."""
+        key = caller.key
+        return key is not None and key.limits.budget_usd is not None
+
     async def admit(
         self, caller: Caller, *, reserve_usd: float = 0.0, hold_s: float | None = None
     ) -> Reservation | None:

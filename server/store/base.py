@@ -139,6 +139,9 @@ class SharedStore(Protocol):
     module docstring for the semantics every implementation keeps."""
 
     backend: str  # "memory" | "redis"
+    in_process: bool
+    """Every call completes without waiting on anything (the memory store): a cancellation
+    cannot land inside one, so callers need not shield their writes in a task."""
 
     async def cache_get(self, key: str) -> bytes | None: ...
 

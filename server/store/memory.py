@@ -26,6 +26,7 @@ class MemoryStore:
     Each operation runs without awaiting anything, so it is atomic under asyncio."""
 
     backend = "memory"
+    in_process = True
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ class RedisStore:
     """:class:`~server.store.base.SharedStore` on Redis (``redis.asyncio``)."""
 
     backend = "redis"
+    in_process = False
 
     def __init__(
         self,

@@ -99,9 +99,12 @@ async def _serve(request: Request, state: AppState, life: RequestLifecycle) -> R
     spec = registry.model(model)
     if spec is not None:
         check_model(caller, spec.name)
-        life.reservation = await state.access.admit(
+        access = state.access
+        life.reservation = await access.admit(
             caller,
-            reserve_usd=passthrough_worst_case_usd(spec, body),
+            reserve_usd=passthrough_worst_case_usd(spec, body)
+            if access.holds_budget(caller)
+            else 0,
             hold_s=hold_s(settings.upstream.passthrough_timeout_s),
         )
         return await serve_passthrough(request, state, spec, body, life)
@@ -131,9 +134,14 @@ async def _serve_episode(
     )
     settings = resolve_settings(profile, overrides)
     assert life.caller is not None, "authenticated first"
-    life.reservation = await state.access.admit(  # the request's worst case is held
+    access = state.access
+    life.reservation = await access.admit(  # the request's worst case is held
         life.caller,
-        reserve_usd=episode_worst_case_usd(registry, profile, settings, body),
+        reserve_usd=(
+            episode_worst_case_usd(registry, profile, settings, body)
+            if access.holds_budget(life.caller)
+            else 0
+        ),
         hold_s=hold_s(settings.deadline_s, state.settings.upstream.passthrough_timeout_s),
     )
     cache = cache_wanted(request.headers.get(CACHE_HEADER), body)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import orjson
 
-from router_model.episode.trace import RouterTrace
+from router_model.episode.trace import RouterTrace, trace_json
 from server.errors import APIError
 
 ReasoningFields = Literal["both", "reasoning", "reasoning_content"]
@@ -61,8 +61,10 @@ def usage_object(trace: RouterTrace) -> dict[str, Any]:
     }
 
 
-def router_object(trace: RouterTrace) -> dict[str, Any]:
-    return trace.model_dump(mode="json")
+def router_object(trace: RouterTrace) -> orjson.Fragment:
+    """The ``router`` field: the trace's JSON, already encoded (orjson embeds it as is; about
+    10 µs less per response than dumping the model to Python objects first)."""
+    return orjson.Fragment(trace_json(trace))
 
 
 def router_headers(trace: RouterTrace) -> dict[str, str]:
@@ -179,14 +181,8 @@ def passthrough_completion(body: dict[str, Any], trace: RouterTrace, cost_usd: f
     if isinstance(usage, dict):
         usage["cost"] = cost_usd
     body.pop("router", None)  # an upstream's own "router" field is replaced, as before
-    # The trace is serialized by pydantic straight to JSON and spliced in as the last key:
-    # dumping it to Python objects first and orjson-encoding those cost a passthrough request
-    # about 20 µs of CPU (bench/bench_proxy.py). The bytes are the same JSON.
-    encoded = orjson.dumps(body)
-    router = trace.model_dump_json().encode()
-    if encoded == b"{}":
-        return b'{"router":' + router + b"}"
-    return encoded[:-1] + b',"router":' + router + b"}"
+    body["router"] = router_object(trace)  # the last key
+    return orjson.dumps(body)
 
 
 def merged_event(data: Mapping[str, Any], **extra: Any) -> bytes:

@@ -1,4 +1,4 @@
-"""server/api/chat_completions/wire.py: the passthrough body splices the trace's own JSON in
+"""server/api/chat_completions/wire.py: the passthrough body embeds the trace's own JSON
 (a measured shortcut); it must be exactly the body with ``router`` added as a key."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_the_body_is_the_upstreams_with_cost_and_router_added() -> None:
     assert decoded == {
         **body,
         "usage": {**body["usage"], "cost": 1e-7},
-        "router": wire.router_object(trace),
+        "router": trace.model_dump(mode="json"),
     }
     assert list(decoded)[-1] == "router"
 
@@ -45,5 +45,5 @@ def test_the_body_is_the_upstreams_with_cost_and_router_added() -> None:
 def test_an_empty_body_still_carries_the_router_object() -> None:
     trace = _trace()
     assert json.loads(wire.passthrough_completion({}, trace, 0.0)) == {
-        "router": wire.router_object(trace)
+        "router": trace.model_dump(mode="json")
     }
