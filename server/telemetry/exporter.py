@@ -48,9 +48,9 @@ def otlp_span_exporter(config: TelemetryConfig) -> SpanExporter:
         )
 
         return GrpcSpanExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from server.telemetry.otlp_http import FastOTLPSpanExporter
 
-    return OTLPSpanExporter()
+    return FastOTLPSpanExporter()
 
 
 def service_resource() -> Resource:
