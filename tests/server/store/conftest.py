@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -54,7 +56,18 @@ async def any_store(request: pytest.FixtureRequest) -> AsyncIterator[SharedStore
         # generous: 50 calls at once open 50 connections (each asking a Sentinel where the
         # primary is) on a busy 2-core machine; these tests are about semantics, not speed
         store = RedisStore(_url(request), timeout_s=3.0, trace_max_entries=TRACE_MAX_ENTRIES)
-    try:
-        yield store
-    finally:
-        await store.aclose()
+    with warnings.catch_warnings():
+        if request.param == "sentinel":
+            # redis-py 8.1's Sentinel pool can drop a socket it was connecting while many
+            # connections open at once on a loaded machine (seen in 2 of ~8 CI runs, never
+            # in 33 targeted runs); collected mid-test, its ResourceWarning failed a test
+            # about spend semantics. Only for Sentinel, only unclosed raw sockets: the
+            # store's own pools are closed by aclose() below.
+            warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
+            gc.collect()  # an earlier test's garbage is not pinned on this one
+        try:
+            yield store
+        finally:
+            await store.aclose()
+            if request.param == "sentinel":
+                gc.collect()
